@@ -1,0 +1,3 @@
+//! The FUSE protocol side of the device: wire structures and the request server.
+
+pub mod abi;
