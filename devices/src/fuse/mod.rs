@@ -1,3 +1,4 @@
 //! The FUSE protocol side of the device: wire structures and the request server.
 
 pub mod abi;
+pub mod server;

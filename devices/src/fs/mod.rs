@@ -1,0 +1,307 @@
+//! Building a share's filesystem: the host directory a guest sees through virtio-fs.
+//!
+//! A share is a host directory served by a [`PassthroughFs`]. [`new_passthrough`] turns the
+//! user's [`ShareOptions`] into a ready (imported) passthrough filesystem; the per-share policy
+//! (read-only, no device nodes, no ioctls) is layered on top of it by [`policy::SharePolicy`], so
+//! that the policy is enforced at the `FileSystem` trait whatever filesystem sits underneath.
+
+pub mod policy;
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use fuse_backend_rs::passthrough::{self, PassthroughFs};
+
+pub use policy::SharePolicy;
+
+/// How long the guest may cache entries and attributes, and whether it may cache file data.
+///
+/// Mirrors virtiofsd's `--cache`; the timeouts chosen for each variant are those virtiofsd uses.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// No caching: every access goes to the host (direct I/O, zero timeouts). Use when the host
+    /// changes the directory behind the guest's back.
+    Never,
+    /// Cache with a short (1 s) timeout and revalidate on open.
+    #[default]
+    Auto,
+    /// Cache aggressively (one day): the guest is assumed to be the only writer.
+    Always,
+}
+
+impl CachePolicy {
+    /// Entry and attribute timeout handed to the guest for this policy.
+    pub fn timeout(self) -> Duration {
+        match self {
+            CachePolicy::Never => Duration::ZERO,
+            CachePolicy::Auto => Duration::from_secs(1),
+            CachePolicy::Always => Duration::from_secs(86400),
+        }
+    }
+
+    fn to_passthrough(self) -> passthrough::CachePolicy {
+        match self {
+            CachePolicy::Never => passthrough::CachePolicy::Never,
+            CachePolicy::Auto => passthrough::CachePolicy::Auto,
+            CachePolicy::Always => passthrough::CachePolicy::Always,
+        }
+    }
+}
+
+/// A cache policy string that is none of `never`, `auto`, `always`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cache policy {0:?}: expected one of \"never\", \"auto\", \"always\"")]
+pub struct ParseCachePolicyError(pub String);
+
+impl FromStr for CachePolicy {
+    type Err = ParseCachePolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "never" => Ok(CachePolicy::Never),
+            "auto" => Ok(CachePolicy::Auto),
+            "always" => Ok(CachePolicy::Always),
+            _ => Err(ParseCachePolicyError(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for CachePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CachePolicy::Never => "never",
+            CachePolicy::Auto => "auto",
+            CachePolicy::Always => "always",
+        })
+    }
+}
+
+/// What the user asked for one share.
+///
+/// There is deliberately no `Default`: a share without a root directory makes no sense. Use
+/// [`ShareOptions::new`], which fills in the defaults (cache `auto`, xattrs on, everything else
+/// off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareOptions {
+    /// Host directory exported to the guest. Resolved against the current directory when the
+    /// filesystem imports it (at creation and again on FUSE `destroy`), so prefer an absolute path.
+    pub root: PathBuf,
+    /// Refuse every modification (see [`policy::SharePolicy`]).
+    pub readonly: bool,
+    /// Guest cache policy.
+    pub cache: CachePolicy,
+    /// Serve extended attributes.
+    pub xattr: bool,
+    /// Let the guest use writeback caching (only honoured for writable shares with caching on).
+    pub writeback: bool,
+}
+
+impl ShareOptions {
+    /// Options for sharing `root` with the defaults.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ShareOptions {
+            root: root.into(),
+            readonly: false,
+            cache: CachePolicy::Auto,
+            xattr: true,
+            writeback: false,
+        }
+    }
+}
+
+/// Why a share's filesystem could not be built. Every variant names the root, as a daemon may
+/// serve several shares.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The root could not be stat'ed (missing, permission denied, ...).
+    #[error("share root {}: {source}", path.display())]
+    RootAccess {
+        /// The share root.
+        path: PathBuf,
+        /// The error from stat(2).
+        source: io::Error,
+    },
+    /// The root exists but is no directory.
+    #[error("share root {} is not a directory", path.display())]
+    RootNotDirectory {
+        /// The share root.
+        path: PathBuf,
+    },
+    /// The root cannot be passed to the passthrough filesystem, which takes a UTF-8 string
+    /// without NUL bytes.
+    #[error("share root {} is not valid UTF-8 or contains a NUL byte", path.display())]
+    RootNotRepresentable {
+        /// The share root.
+        path: PathBuf,
+    },
+    /// `PassthroughFs::new` failed (e.g. /proc/self/fd not available).
+    #[error("creating the passthrough filesystem for share root {}: {source}", path.display())]
+    Create {
+        /// The share root.
+        path: PathBuf,
+        /// The error from the passthrough filesystem.
+        source: io::Error,
+    },
+    /// Importing (opening) the root into the passthrough filesystem failed.
+    #[error("importing share root {}: {source}", path.display())]
+    Import {
+        /// The share root.
+        path: PathBuf,
+        /// The error from the passthrough filesystem.
+        source: io::Error,
+    },
+}
+
+/// Build and import the passthrough filesystem for a share.
+///
+/// The root is checked up front so that a typo gives a clear error at startup instead of an
+/// opaque failure at the guest's first `FUSE_INIT`. `inode_file_handles` stays off because it
+/// needs `CAP_DAC_READ_SEARCH`, which a sandboxed device should not hold. Writeback is never
+/// asked for on a read-only share: there is nothing to write back.
+///
+/// Note that importing clears the process umask (the guest's mode bits must reach the host
+/// unchanged); the passthrough filesystem does that, not this function.
+pub fn new_passthrough(opts: &ShareOptions) -> Result<PassthroughFs, Error> {
+    let path = &opts.root;
+    let meta = std::fs::metadata(path).map_err(|source| Error::RootAccess {
+        path: path.clone(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::RootNotDirectory { path: path.clone() });
+    }
+    // `PassthroughFs::import` panics on a NUL byte, so reject it here.
+    let root_dir = path
+        .to_str()
+        .filter(|s| !s.contains('\0'))
+        .ok_or_else(|| Error::RootNotRepresentable { path: path.clone() })?
+        .to_owned();
+
+    let timeout = opts.cache.timeout();
+    let cfg = passthrough::Config {
+        root_dir,
+        cache_policy: opts.cache.to_passthrough(),
+        entry_timeout: timeout,
+        attr_timeout: timeout,
+        xattr: opts.xattr,
+        do_import: true,
+        writeback: opts.writeback && !opts.readonly,
+        inode_file_handles: false,
+        ..Default::default()
+    };
+
+    let fs = PassthroughFs::new(cfg).map_err(|source| Error::Create {
+        path: path.clone(),
+        source,
+    })?;
+    fs.import().map_err(|source| Error::Import {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(fs)
+}
+
+/// Open a share's root directory (`O_DIRECTORY | O_RDONLY | O_CLOEXEC`).
+///
+/// The server keeps this descriptor to `syncfs(2)` the share's filesystem; `O_DIRECTORY` makes
+/// the open fail if the root was swapped for something else, and `O_CLOEXEC` (std always sets it)
+/// keeps it out of any child.
+pub fn open_share_root(path: impl AsRef<Path>) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_policy_parse_and_display() {
+        for (s, p) in [
+            ("never", CachePolicy::Never),
+            ("auto", CachePolicy::Auto),
+            ("always", CachePolicy::Always),
+        ] {
+            assert_eq!(s.parse::<CachePolicy>().unwrap(), p);
+            assert_eq!(p.to_string(), s);
+        }
+        let err = "sometimes".parse::<CachePolicy>().unwrap_err();
+        assert_eq!(err, ParseCachePolicyError("sometimes".into()));
+        let msg = err.to_string();
+        assert!(msg.contains("sometimes") && msg.contains("never"), "{msg}");
+        assert!("".parse::<CachePolicy>().is_err());
+        assert!("Auto".parse::<CachePolicy>().is_err());
+        assert_eq!(CachePolicy::default(), CachePolicy::Auto);
+    }
+
+    #[test]
+    fn share_options_defaults() {
+        let o = ShareOptions::new("/srv");
+        assert_eq!(o.root, PathBuf::from("/srv"));
+        assert_eq!(o.cache, CachePolicy::Auto);
+        assert!(o.xattr);
+        assert!(!o.readonly && !o.writeback);
+    }
+
+    #[test]
+    fn timeouts_follow_virtiofsd() {
+        assert_eq!(CachePolicy::Never.timeout(), Duration::ZERO);
+        assert_eq!(CachePolicy::Auto.timeout(), Duration::from_secs(1));
+        assert_eq!(CachePolicy::Always.timeout(), Duration::from_secs(86400));
+    }
+
+    /// `PassthroughFs` is not `Debug`, so `unwrap_err` is out.
+    fn build_err(o: &ShareOptions) -> Error {
+        match new_passthrough(o) {
+            Ok(_) => panic!("share root {} was accepted", o.root.display()),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn new_passthrough_missing_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = build_err(&ShareOptions::new(&missing));
+        assert!(matches!(err, Error::RootAccess { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&*missing.to_string_lossy()), "{msg}");
+    }
+
+    #[test]
+    fn new_passthrough_regular_file_root() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = build_err(&ShareOptions::new(file.path()));
+        assert!(matches!(err, Error::RootNotDirectory { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&*file.path().to_string_lossy()), "{msg}");
+        assert!(msg.contains("not a directory"), "{msg}");
+    }
+
+    #[test]
+    fn new_passthrough_directory_root() {
+        let dir = tempfile::tempdir().unwrap();
+        for cache in [CachePolicy::Never, CachePolicy::Auto, CachePolicy::Always] {
+            let mut o = ShareOptions::new(dir.path());
+            o.cache = cache;
+            o.writeback = true;
+            new_passthrough(&o).unwrap();
+        }
+    }
+
+    #[test]
+    fn open_share_root_only_opens_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        open_share_root(dir.path()).unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = open_share_root(file.path()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR));
+    }
+}

@@ -1,0 +1,735 @@
+//! The per-share policy, enforced as a wrapper at the `FileSystem` trait.
+//!
+//! The FUSE server only ever talks to the [`FileSystem`] trait, so wrapping the real filesystem
+//! in [`SharePolicy`] puts every guest request through the policy, whatever the filesystem
+//! underneath and whichever code path (FUSE message, DAX mapping) the request came in by. Checks
+//! here are made on the request alone, before the inner filesystem touches the host, so a denied
+//! request has no side effect.
+
+use std::ffi::CStr;
+use std::io;
+use std::time::Duration;
+
+use fuse_backend_rs::abi::fuse_abi::{stat64, statvfs64, CreateIn};
+use fuse_backend_rs::abi::virtio_fs::{RemovemappingOne, SetupmappingFlags};
+use fuse_backend_rs::api::filesystem::{
+    Context, DirEntry, Entry, FileLock, FileSystem, FsOptions, GetxattrReply, IoctlData,
+    ListxattrReply, OpenOptions, SetattrValid, ZeroCopyReader, ZeroCopyWriter,
+};
+use fuse_backend_rs::transport::FsCacheReqHandler;
+
+/// A share's policy around an inner filesystem `F`.
+///
+/// - `readonly`: every request that would modify the share answers `EROFS`, opens for writing
+///   included, and writeback caching is not offered to the guest.
+/// - `allow_devices` (off by default): unless set, the guest cannot create character or block
+///   device nodes. A guest-made device node is opened by the host-side daemon with the host's
+///   meaning of its major/minor numbers (CVE-2020-35517), so it is refused even on writable
+///   shares.
+/// - ioctls are refused (`ENOTTY`) until an allowlist exists.
+#[derive(Debug)]
+pub struct SharePolicy<F> {
+    inner: F,
+    readonly: bool,
+    allow_devices: bool,
+}
+
+impl<F> SharePolicy<F> {
+    /// Wrap `inner`; device nodes are refused.
+    pub fn new(inner: F, readonly: bool) -> Self {
+        SharePolicy {
+            inner,
+            readonly,
+            allow_devices: false,
+        }
+    }
+
+    /// Allow (or keep refusing) guest-created character and block devices. Only for shares whose
+    /// guest is trusted with the host's devices.
+    pub fn with_allow_devices(mut self, allow: bool) -> Self {
+        self.allow_devices = allow;
+        self
+    }
+
+    /// Whether modifications are refused.
+    pub fn readonly(&self) -> bool {
+        self.readonly
+    }
+
+    /// Whether guest-created device nodes are allowed.
+    pub fn allow_devices(&self) -> bool {
+        self.allow_devices
+    }
+
+    /// The wrapped filesystem (e.g. for `keep_fds`).
+    pub fn inner(&self) -> &F {
+        &self.inner
+    }
+
+    /// Unwrap the inner filesystem.
+    pub fn into_inner(self) -> F {
+        self.inner
+    }
+}
+
+/// The answer to a modification of a read-only share.
+fn erofs<T>() -> io::Result<T> {
+    Err(io::Error::from_raw_os_error(libc::EROFS))
+}
+
+/// Whether `open(2)` flags (the guest's, which are Linux values like the host's) ask for write
+/// access or could change the file. `O_TMPFILE` needs a write access mode, so it is covered.
+fn open_flags_write(flags: u32) -> bool {
+    const MODIFYING: u32 = (libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT) as u32;
+    flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 || flags & MODIFYING != 0
+}
+
+/// Whether a `mknod` mode makes a character or block device.
+fn mode_is_device(mode: u32) -> bool {
+    let fmt = mode & libc::S_IFMT;
+    fmt == libc::S_IFCHR || fmt == libc::S_IFBLK
+}
+
+/// Methods that go to the inner filesystem unchanged.
+macro_rules! delegate {
+    ($($(#[$attr:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) $(-> $ret:ty)?;)*) => {
+        $(
+            $(#[$attr])*
+            fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
+                self.inner.$name($($arg),*)
+            }
+        )*
+    };
+}
+
+/// Methods that modify the share: `EROFS` when read-only, else the inner filesystem.
+macro_rules! deny_if_readonly {
+    ($($(#[$attr:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;)*) => {
+        $(
+            $(#[$attr])*
+            fn $name(&self $(, $arg: $ty)*) -> $ret {
+                if self.readonly {
+                    return erofs();
+                }
+                self.inner.$name($($arg),*)
+            }
+        )*
+    };
+}
+
+impl<F: FileSystem> FileSystem for SharePolicy<F> {
+    type Inode = F::Inode;
+    type Handle = F::Handle;
+
+    /// A read-only share neither asks the inner filesystem for writeback caching nor offers it to
+    /// the guest: with writeback the guest kernel would hold dirty pages it can never flush.
+    fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
+        if !self.readonly {
+            return self.inner.init(capable);
+        }
+        let mut opts = self.inner.init(capable - FsOptions::WRITEBACK_CACHE)?;
+        opts.remove(FsOptions::WRITEBACK_CACHE);
+        Ok(opts)
+    }
+
+    /// Device nodes are refused first, as that holds on every share; then read-only.
+    fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Self::Inode,
+        name: &CStr,
+        mode: u32,
+        rdev: u32,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        if mode_is_device(mode) && !self.allow_devices {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        if self.readonly {
+            return erofs();
+        }
+        self.inner.mknod(ctx, parent, name, mode, rdev, umask)
+    }
+
+    /// Read-only opens keep working on a read-only share.
+    fn open(
+        &self,
+        ctx: &Context,
+        inode: Self::Inode,
+        flags: u32,
+        fuse_flags: u32,
+    ) -> io::Result<(Option<Self::Handle>, OpenOptions, Option<u32>)> {
+        if self.readonly && open_flags_write(flags) {
+            return erofs();
+        }
+        self.inner.open(ctx, inode, flags, fuse_flags)
+    }
+
+    /// A writable DAX mapping would let the guest modify the file through memory.
+    #[allow(clippy::too_many_arguments)]
+    fn setupmapping(
+        &self,
+        ctx: &Context,
+        inode: Self::Inode,
+        handle: Self::Handle,
+        foffset: u64,
+        len: u64,
+        flags: u64,
+        moffset: u64,
+        vu_req: &mut dyn FsCacheReqHandler,
+    ) -> io::Result<()> {
+        if self.readonly && flags & SetupmappingFlags::WRITE.bits() != 0 {
+            return erofs();
+        }
+        self.inner
+            .setupmapping(ctx, inode, handle, foffset, len, flags, moffset, vu_req)
+    }
+
+    /// No ioctl reaches the host for now: an ioctl is an arbitrary host-kernel entry point.
+    ///
+    /// The allowlist goes here: match `cmd` against the allowed requests and forward those with
+    /// `self.inner.ioctl(ctx, inode, handle, flags, cmd, data, out_size)`.
+    #[allow(clippy::too_many_arguments)]
+    fn ioctl(
+        &self,
+        _ctx: &Context,
+        _inode: Self::Inode,
+        _handle: Self::Handle,
+        _flags: u32,
+        _cmd: u32,
+        _data: IoctlData,
+        _out_size: u32,
+    ) -> io::Result<IoctlData<'_>> {
+        Err(io::Error::from_raw_os_error(libc::ENOTTY))
+    }
+
+    deny_if_readonly! {
+        fn setattr(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            attr: stat64,
+            handle: Option<Self::Handle>,
+            valid: SetattrValid,
+        ) -> io::Result<(stat64, Duration)>;
+        fn symlink(
+            &self,
+            ctx: &Context,
+            linkname: &CStr,
+            parent: Self::Inode,
+            name: &CStr,
+        ) -> io::Result<Entry>;
+        fn mkdir(
+            &self,
+            ctx: &Context,
+            parent: Self::Inode,
+            name: &CStr,
+            mode: u32,
+            umask: u32,
+        ) -> io::Result<Entry>;
+        fn unlink(&self, ctx: &Context, parent: Self::Inode, name: &CStr) -> io::Result<()>;
+        fn rmdir(&self, ctx: &Context, parent: Self::Inode, name: &CStr) -> io::Result<()>;
+        fn rename(
+            &self,
+            ctx: &Context,
+            olddir: Self::Inode,
+            oldname: &CStr,
+            newdir: Self::Inode,
+            newname: &CStr,
+            flags: u32,
+        ) -> io::Result<()>;
+        fn link(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            newparent: Self::Inode,
+            newname: &CStr,
+        ) -> io::Result<Entry>;
+        fn create(
+            &self,
+            ctx: &Context,
+            parent: Self::Inode,
+            name: &CStr,
+            args: CreateIn,
+        ) -> io::Result<(Entry, Option<Self::Handle>, OpenOptions, Option<u32>)>;
+        #[allow(clippy::too_many_arguments)]
+        fn write(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            r: &mut dyn ZeroCopyReader,
+            size: u32,
+            offset: u64,
+            lock_owner: Option<u64>,
+            delayed_write: bool,
+            flags: u32,
+            fuse_flags: u32,
+        ) -> io::Result<usize>;
+        fn fallocate(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            mode: u32,
+            offset: u64,
+            length: u64,
+        ) -> io::Result<()>;
+        fn setxattr(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            name: &CStr,
+            value: &[u8],
+            flags: u32,
+        ) -> io::Result<()>;
+        fn removexattr(&self, ctx: &Context, inode: Self::Inode, name: &CStr) -> io::Result<()>;
+    }
+
+    delegate! {
+        fn destroy(&self);
+        fn lookup(&self, ctx: &Context, parent: Self::Inode, name: &CStr) -> io::Result<Entry>;
+        fn forget(&self, ctx: &Context, inode: Self::Inode, count: u64);
+        fn batch_forget(&self, ctx: &Context, requests: Vec<(Self::Inode, u64)>);
+        fn getattr(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Option<Self::Handle>,
+        ) -> io::Result<(stat64, Duration)>;
+        fn readlink(&self, ctx: &Context, inode: Self::Inode) -> io::Result<Vec<u8>>;
+        #[allow(clippy::too_many_arguments)]
+        fn read(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            w: &mut dyn ZeroCopyWriter,
+            size: u32,
+            offset: u64,
+            lock_owner: Option<u64>,
+            flags: u32,
+        ) -> io::Result<usize>;
+        fn flush(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            lock_owner: u64,
+        ) -> io::Result<()>;
+        fn fsync(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            datasync: bool,
+            handle: Self::Handle,
+        ) -> io::Result<()>;
+        #[allow(clippy::too_many_arguments)]
+        fn release(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            flags: u32,
+            handle: Self::Handle,
+            flush: bool,
+            flock_release: bool,
+            lock_owner: Option<u64>,
+        ) -> io::Result<()>;
+        fn statfs(&self, ctx: &Context, inode: Self::Inode) -> io::Result<statvfs64>;
+        fn getxattr(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            name: &CStr,
+            size: u32,
+        ) -> io::Result<GetxattrReply>;
+        fn listxattr(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            size: u32,
+        ) -> io::Result<ListxattrReply>;
+        fn opendir(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            flags: u32,
+        ) -> io::Result<(Option<Self::Handle>, OpenOptions)>;
+        fn readdir(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            size: u32,
+            offset: u64,
+            add_entry: &mut dyn FnMut(DirEntry) -> io::Result<usize>,
+        ) -> io::Result<()>;
+        fn readdirplus(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            size: u32,
+            offset: u64,
+            add_entry: &mut dyn FnMut(DirEntry, Entry) -> io::Result<usize>,
+        ) -> io::Result<()>;
+        fn fsyncdir(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            datasync: bool,
+            handle: Self::Handle,
+        ) -> io::Result<()>;
+        fn releasedir(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            flags: u32,
+            handle: Self::Handle,
+        ) -> io::Result<()>;
+        fn removemapping(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            requests: Vec<RemovemappingOne>,
+            vu_req: &mut dyn FsCacheReqHandler,
+        ) -> io::Result<()>;
+        fn access(&self, ctx: &Context, inode: Self::Inode, mask: u32) -> io::Result<()>;
+        fn lseek(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            offset: u64,
+            whence: u32,
+        ) -> io::Result<u64>;
+        fn getlk(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            owner: u64,
+            lock: FileLock,
+            flags: u32,
+        ) -> io::Result<FileLock>;
+        fn setlk(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            owner: u64,
+            lock: FileLock,
+            flags: u32,
+        ) -> io::Result<()>;
+        fn setlkw(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            owner: u64,
+            lock: FileLock,
+            flags: u32,
+        ) -> io::Result<()>;
+        fn bmap(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            block: u64,
+            blocksize: u32,
+        ) -> io::Result<u64>;
+        fn poll(
+            &self,
+            ctx: &Context,
+            inode: Self::Inode,
+            handle: Self::Handle,
+            khandle: Self::Handle,
+            flags: u32,
+            events: u32,
+        ) -> io::Result<u32>;
+        fn notify_reply(&self) -> io::Result<()>;
+        fn id_remap(&self, ctx: &mut Context) -> io::Result<()>;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{new_passthrough, ShareOptions};
+    use fuse_backend_rs::api::filesystem::ROOT_ID;
+    use fuse_backend_rs::file_buf::FileVolatileSlice;
+    use fuse_backend_rs::file_traits::FileReadWriteVolatile;
+    use fuse_backend_rs::passthrough::PassthroughFs;
+    use std::ffi::CString;
+    use std::path::Path;
+    use tempfile::TempDir;
+
+    /// PassthroughFs switches to the request's credentials; root keeps it from switching.
+    fn ctx() -> Context {
+        let mut ctx = Context::new();
+        ctx.uid = 0;
+        ctx.gid = 0;
+        ctx.pid = std::process::id() as libc::pid_t;
+        ctx
+    }
+
+    fn cstr(s: &str) -> CString {
+        CString::new(s).unwrap()
+    }
+
+    fn errno<T>(r: io::Result<T>) -> i32 {
+        match r {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.raw_os_error().unwrap(),
+        }
+    }
+
+    /// A share holding `f` ("hello") and directory `d`.
+    fn share(readonly: bool, writeback: bool) -> (TempDir, SharePolicy<PassthroughFs>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"hello").unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let mut opts = ShareOptions::new(dir.path());
+        opts.writeback = writeback;
+        let fs = new_passthrough(&opts).unwrap();
+        (dir, SharePolicy::new(fs, readonly))
+    }
+
+    /// Collects what `read` copies out.
+    struct VecWriter(Vec<u8>);
+
+    impl io::Write for VecWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ZeroCopyWriter for VecWriter {
+        fn write_from(
+            &mut self,
+            f: &mut dyn FileReadWriteVolatile,
+            count: usize,
+            off: u64,
+        ) -> io::Result<usize> {
+            let mut buf = vec![0u8; count];
+            // SAFETY: `buf` outlives the slice and nothing else accesses it meanwhile.
+            let slice = unsafe { FileVolatileSlice::from_mut_slice(&mut buf) };
+            let n = f.read_at_volatile(slice, off)?;
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn available_bytes(&self) -> usize {
+            usize::MAX
+        }
+    }
+
+    /// A write on a read-only share must be refused before the data is looked at.
+    struct UnreadReader;
+
+    impl io::Read for UnreadReader {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            panic!("write data read on a read-only share")
+        }
+    }
+
+    impl ZeroCopyReader for UnreadReader {
+        fn read_to(
+            &mut self,
+            _: &mut dyn FileReadWriteVolatile,
+            _: usize,
+            _: u64,
+        ) -> io::Result<usize> {
+            panic!("write data read on a read-only share")
+        }
+    }
+
+    fn exists(root: &Path, name: &str) -> bool {
+        root.join(name).symlink_metadata().is_ok()
+    }
+
+    #[test]
+    fn readonly_reads_work() {
+        let (_dir, fs) = share(true, false);
+        let c = ctx();
+        let e = fs.lookup(&c, ROOT_ID, &cstr("f")).unwrap();
+        let (st, _) = fs.getattr(&c, e.inode, None).unwrap();
+        assert_eq!(st.st_size, 5);
+        fs.lookup(&c, ROOT_ID, &cstr("d")).unwrap();
+
+        let (h, _, _) = fs.open(&c, e.inode, libc::O_RDONLY as u32, 0).unwrap();
+        let h = h.unwrap();
+        let mut w = VecWriter(Vec::new());
+        let n = fs.read(&c, e.inode, h, &mut w, 4096, 0, None, 0).unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(w.0, b"hello");
+
+        // Writes through a read-only handle are refused by the policy, not the host.
+        let r = fs.write(&c, e.inode, h, &mut UnreadReader, 1, 0, None, false, 0, 0);
+        assert_eq!(errno(r), libc::EROFS);
+        fs.release(&c, e.inode, 0, h, false, false, None).unwrap();
+
+        let (dh, _) = fs.opendir(&c, ROOT_ID, 0).unwrap();
+        let mut names = Vec::new();
+        fs.readdir(&c, ROOT_ID, dh.unwrap(), 4096, 0, &mut |d| {
+            names.push(d.name.to_vec());
+            Ok(1)
+        })
+        .unwrap();
+        assert!(names.contains(&b"f".to_vec()) && names.contains(&b"d".to_vec()));
+    }
+
+    #[test]
+    fn readonly_refuses_writing_opens() {
+        let (_dir, fs) = share(true, false);
+        let c = ctx();
+        let e = fs.lookup(&c, ROOT_ID, &cstr("f")).unwrap();
+        for flags in [
+            libc::O_WRONLY,
+            libc::O_RDWR,
+            libc::O_RDONLY | libc::O_TRUNC,
+            libc::O_RDONLY | libc::O_APPEND,
+            libc::O_RDONLY | libc::O_CREAT,
+            libc::O_ACCMODE,
+        ] {
+            let r = fs.open(&c, e.inode, flags as u32, 0);
+            assert_eq!(errno(r), libc::EROFS, "flags {flags:#o}");
+        }
+    }
+
+    #[test]
+    fn readonly_refuses_modifications() {
+        let (dir, fs) = share(true, false);
+        let root = dir.path();
+        let c = ctx();
+        let f = fs.lookup(&c, ROOT_ID, &cstr("f")).unwrap().inode;
+        let args = CreateIn {
+            flags: (libc::O_RDWR | libc::O_CREAT) as u32,
+            mode: libc::S_IFREG | 0o644,
+            umask: 0,
+            fuse_flags: 0,
+        };
+        assert_eq!(
+            errno(fs.create(&c, ROOT_ID, &cstr("new"), args)),
+            libc::EROFS
+        );
+        assert_eq!(
+            errno(fs.mkdir(&c, ROOT_ID, &cstr("nd"), 0o755, 0)),
+            libc::EROFS
+        );
+        let mode = libc::S_IFREG | 0o644;
+        assert_eq!(
+            errno(fs.mknod(&c, ROOT_ID, &cstr("nf"), mode, 0, 0)),
+            libc::EROFS
+        );
+        assert_eq!(
+            errno(fs.symlink(&c, &cstr("f"), ROOT_ID, &cstr("sl"))),
+            libc::EROFS
+        );
+        assert_eq!(errno(fs.link(&c, f, ROOT_ID, &cstr("hl"))), libc::EROFS);
+        assert_eq!(errno(fs.unlink(&c, ROOT_ID, &cstr("f"))), libc::EROFS);
+        assert_eq!(errno(fs.rmdir(&c, ROOT_ID, &cstr("d"))), libc::EROFS);
+        let r = fs.rename(&c, ROOT_ID, &cstr("f"), ROOT_ID, &cstr("g"), 0);
+        assert_eq!(errno(r), libc::EROFS);
+
+        // SAFETY: stat64 is plain old data; all zeroes is a valid value.
+        let attr: stat64 = unsafe { std::mem::zeroed() };
+        let r = fs.setattr(&c, f, attr, None, SetattrValid::SIZE);
+        assert_eq!(errno(r), libc::EROFS);
+        let r = fs.setxattr(&c, f, &cstr("user.x"), b"1", 0);
+        assert_eq!(errno(r), libc::EROFS);
+        assert_eq!(errno(fs.removexattr(&c, f, &cstr("user.x"))), libc::EROFS);
+
+        for name in ["new", "nd", "nf", "sl", "hl", "g"] {
+            assert!(!exists(root, name), "{name} was created");
+        }
+        assert_eq!(std::fs::read(root.join("f")).unwrap(), b"hello");
+        assert!(root.join("d").is_dir());
+    }
+
+    #[test]
+    fn writable_share_passes_through() {
+        let (dir, fs) = share(false, false);
+        let c = ctx();
+        let args = CreateIn {
+            flags: (libc::O_RDWR | libc::O_CREAT) as u32,
+            mode: libc::S_IFREG | 0o644,
+            umask: 0,
+            fuse_flags: 0,
+        };
+        fs.create(&c, ROOT_ID, &cstr("new"), args).unwrap();
+        fs.mkdir(&c, ROOT_ID, &cstr("nd"), 0o755, 0).unwrap();
+        let fifo = libc::S_IFIFO | 0o600;
+        fs.mknod(&c, ROOT_ID, &cstr("fifo"), fifo, 0, 0).unwrap();
+        let e = fs.lookup(&c, ROOT_ID, &cstr("f")).unwrap();
+        fs.open(&c, e.inode, libc::O_RDWR as u32, 0).unwrap();
+        for name in ["new", "nd", "fifo"] {
+            assert!(exists(dir.path(), name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn device_nodes_refused() {
+        for readonly in [false, true] {
+            let (dir, fs) = share(readonly, false);
+            let c = ctx();
+            let rdev = libc::makedev(1, 3) as u32; // /dev/null
+            for (name, kind) in [("chr", libc::S_IFCHR), ("blk", libc::S_IFBLK)] {
+                let r = fs.mknod(&c, ROOT_ID, &cstr(name), kind | 0o666, rdev, 0);
+                assert_eq!(errno(r), libc::EPERM, "{name} readonly={readonly}");
+                assert!(!exists(dir.path(), name));
+            }
+        }
+        let (_dir, fs) = share(false, false);
+        assert!(!fs.allow_devices());
+        assert!(fs.with_allow_devices(true).allow_devices());
+    }
+
+    #[test]
+    fn ioctl_refused() {
+        let (_dir, fs) = share(false, false);
+        let c = ctx();
+        let e = fs.lookup(&c, ROOT_ID, &cstr("f")).unwrap();
+        let (h, _, _) = fs.open(&c, e.inode, libc::O_RDONLY as u32, 0).unwrap();
+        let r = fs.ioctl(
+            &c,
+            e.inode,
+            h.unwrap(),
+            0,
+            libc::FIONREAD as u32,
+            IoctlData::default(),
+            4,
+        );
+        assert_eq!(errno(r), libc::ENOTTY);
+    }
+
+    #[test]
+    fn readonly_init_drops_writeback() {
+        let capable = FsOptions::WRITEBACK_CACHE | FsOptions::DO_READDIRPLUS;
+        let (_dir, fs) = share(false, true);
+        assert!(fs
+            .init(capable)
+            .unwrap()
+            .contains(FsOptions::WRITEBACK_CACHE));
+        // The inner filesystem is configured for writeback: the policy alone removes it.
+        let fs = SharePolicy::new(fs.into_inner(), true);
+        let opts = fs.init(capable).unwrap();
+        assert!(!opts.contains(FsOptions::WRITEBACK_CACHE));
+        assert!(opts.contains(FsOptions::DO_READDIRPLUS));
+    }
+
+    #[test]
+    fn open_flag_classification() {
+        assert!(!open_flags_write(libc::O_RDONLY as u32));
+        let ro = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_LARGEFILE) as u32;
+        assert!(!open_flags_write(ro));
+        assert!(open_flags_write((libc::O_WRONLY | libc::O_TMPFILE) as u32));
+        assert!(mode_is_device(libc::S_IFCHR | 0o600));
+        assert!(mode_is_device(libc::S_IFBLK));
+        assert!(!mode_is_device(libc::S_IFIFO | 0o600));
+        assert!(!mode_is_device(libc::S_IFREG | 0o600));
+        assert!(!mode_is_device(libc::S_IFSOCK));
+    }
+}

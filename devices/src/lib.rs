@@ -1,0 +1,6 @@
+//! The fsjail virtio-fs device: the vhost-user backend, the FUSE server, the descriptor chain
+//! transport and the per-share filesystem policy.
+
+pub mod fs;
+pub mod fuse;
+pub mod transport;
