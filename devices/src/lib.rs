@@ -4,3 +4,4 @@
 pub mod fs;
 pub mod fuse;
 pub mod transport;
+pub mod vhost_user;

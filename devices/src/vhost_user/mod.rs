@@ -1,0 +1,215 @@
+//! The vhost-user side of the device: feature negotiation with the frontend, one thread per
+//! request queue, and the loop that moves descriptor chains through the FUSE server.
+
+mod queue;
+
+use std::io;
+use std::sync::{Arc, Mutex, RwLock};
+
+use fuse_backend_rs::api::filesystem::FileSystem;
+use log::{error, info, warn};
+use thiserror::Error;
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::Listener;
+use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringRwLock};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
+
+use crate::fuse::server::Server;
+
+/// Queue 0 is virtio-fs's high-priority queue (FORGET, INTERRUPT); request queues follow.
+pub const HIPRIO_QUEUES: usize = 1;
+/// Largest ring size we accept from the frontend (the virtio maximum for split rings).
+pub const MAX_QUEUE_SIZE: usize = 32768;
+/// Upper bound on request queues, so a typo cannot spawn thousands of threads.
+pub const MAX_REQUEST_QUEUES: usize = 64;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("--num-request-queues must be between 1 and {MAX_REQUEST_QUEUES}, not {0}")]
+    BadQueueCount(usize),
+    #[error("creating the exit event for queue thread {0}: {1}")]
+    ExitEvent(usize, io::Error),
+    #[error("setting up the vhost-user daemon: {0}")]
+    Daemon(vhost_user_backend::Error),
+    #[error("accepting a vhost-user frontend: {0}")]
+    Accept(vhost_user_backend::Error),
+    #[error("serving the vhost-user frontend: {0}")]
+    Serve(vhost_user_backend::Error),
+}
+
+/// One share's virtio-fs device, shared by the vhost-user message thread and the queue threads.
+pub struct FsBackend<F> {
+    server: Arc<Server<F>>,
+    num_request_queues: usize,
+    event_idx: std::sync::atomic::AtomicBool,
+    mem: RwLock<Option<GuestMemoryAtomic<GuestMemoryMmap>>>,
+    /// Our copy of each queue thread's exit notifier; the consumers went to the threads.
+    exit_notifiers: Mutex<Vec<EventNotifier>>,
+}
+
+impl<F> FsBackend<F>
+where
+    F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
+{
+    pub fn new(server: Arc<Server<F>>, num_request_queues: usize) -> Result<Self, Error> {
+        if num_request_queues == 0 || num_request_queues > MAX_REQUEST_QUEUES {
+            return Err(Error::BadQueueCount(num_request_queues));
+        }
+        Ok(FsBackend {
+            server,
+            num_request_queues,
+            event_idx: std::sync::atomic::AtomicBool::new(false),
+            mem: RwLock::new(None),
+            exit_notifiers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// How many queue threads the daemon runs: one per request queue, the first also taking the
+    /// hiprio queue.
+    fn thread_count(&self) -> usize {
+        self.num_request_queues
+    }
+
+    /// Wakes every queue thread so it leaves its event loop.
+    pub fn signal_exit(&self) {
+        let notifiers = match self.exit_notifiers.lock() {
+            Ok(n) => n,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for notifier in notifiers.iter() {
+            if let Err(e) = notifier.notify() {
+                warn!("waking a queue thread to exit: {e}");
+            }
+        }
+    }
+}
+
+impl<F> VhostUserBackend for FsBackend<F>
+where
+    F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
+{
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        HIPRIO_QUEUES + self.num_request_queues
+    }
+
+    fn max_queue_size(&self) -> usize {
+        MAX_QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
+            | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+    }
+
+    /// CONFIG is never offered: QEMU 7.1 to 8.0 crash when a virtio-fs backend offers it.
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::BACKEND_REQ
+            | VhostUserProtocolFeatures::BACKEND_SEND_FD
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.event_idx.store(enabled, std::sync::atomic::Ordering::Release);
+    }
+
+    fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
+        match self.mem.write() {
+            Ok(mut slot) => *slot = Some(mem),
+            Err(poisoned) => *poisoned.into_inner() = Some(mem),
+        }
+        Ok(())
+    }
+
+    /// Thread 0 serves the hiprio queue and the first request queue; thread i serves request
+    /// queue i.
+    fn queues_per_thread(&self) -> Vec<u64> {
+        (0..self.thread_count())
+            .map(|t| if t == 0 { 0b11 } else { 1u64 << (t + HIPRIO_QUEUES) })
+            .collect()
+    }
+
+    fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        let pair = new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
+            .map_err(|e| Error::ExitEvent(thread_index, e));
+        let (consumer, notifier) = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                error!("{e}");
+                return None;
+            }
+        };
+        let ours = match notifier.try_clone() {
+            Ok(n) => n,
+            Err(e) => {
+                error!("{}", Error::ExitEvent(thread_index, e));
+                return None;
+            }
+        };
+        match self.exit_notifiers.lock() {
+            Ok(mut n) => n.push(ours),
+            Err(poisoned) => poisoned.into_inner().push(ours),
+        }
+        Some((consumer, notifier))
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        if evset != EventSet::IN {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unexpected event set"));
+        }
+        let vring = vrings.get(device_event as usize).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("no queue {device_event}"))
+        })?;
+        let mem = match self.mem.read() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let Some(mem) = mem else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "no guest memory yet"));
+        };
+        let event_idx = self.event_idx.load(std::sync::atomic::Ordering::Acquire);
+        queue::process(&self.server, &mem, vring, event_idx)
+    }
+}
+
+/// Serves one frontend connection on `listener`, then stops the queue threads. Returns when
+/// the frontend disconnects.
+pub fn serve_connection<F>(backend: Arc<FsBackend<F>>, listener: &mut Listener) -> Result<(), Error>
+where
+    F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
+{
+    let mut daemon = VhostUserDaemon::new(
+        "fsjail".to_string(),
+        backend.clone(),
+        GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+    )
+    .map_err(Error::Daemon)?;
+    daemon.start(listener).map_err(Error::Accept)?;
+    info!("frontend connected");
+    let result = daemon.wait();
+    // The daemon's queue threads only leave their loops through the exit events; dropping the
+    // daemon alone would leave them blocked in epoll.
+    backend.signal_exit();
+    match result {
+        Ok(()) => Ok(()),
+        Err(vhost_user_backend::Error::HandleRequest(
+            vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
+        )) => Ok(()),
+        Err(e) => Err(Error::Serve(e)),
+    }
+}
