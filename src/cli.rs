@@ -17,6 +17,9 @@ pub struct Cli {
 #[argh(subcommand)]
 pub enum Command {
     Serve(ServeArgs),
+    Run(crate::run::RunArgs),
+    Check(crate::check::CheckArgs),
+    Worker(crate::worker::WorkerArgs),
 }
 
 /// Serve one shared directory on a vhost-user socket until the frontend disconnects.

@@ -1,23 +1,21 @@
-//! The `fsjail` command.
+//! The `fsjail` command. Each subcommand lives in its own module and returns its exit code;
+//! nothing below calls `process::exit`.
 
+mod check;
 mod cli;
 mod logger;
+mod run;
 mod serve;
+mod worker;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli: cli::Cli = argh::from_env();
     match cli.command {
-        cli::Command::Serve(args) => {
-            logger::init(args.log_level);
-            match serve::run(&args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("fsjail serve: error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        cli::Command::Serve(args) => serve::main(args),
+        cli::Command::Run(args) => run::main(args),
+        cli::Command::Check(args) => check::main(args),
+        cli::Command::Worker(args) => worker::main(args),
     }
 }

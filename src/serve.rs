@@ -61,3 +61,14 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     info!("frontend disconnected; exiting");
     Ok(())
 }
+
+pub fn main(args: ServeArgs) -> std::process::ExitCode {
+    crate::logger::init(args.log_level);
+    match run(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fsjail serve: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
