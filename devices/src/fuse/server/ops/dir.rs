@@ -18,6 +18,13 @@ use crate::transport::Writer;
 
 const PADDING: [u8; 8] = [0; 8];
 
+/// The smallest host getdents buffer we let the filesystem use. PassthroughFs sizes its host
+/// buffer by the size we pass and drops "." and ".."; with a guest buffer smaller than those two
+/// plus one real entry, the reply would be empty, which the guest reads as the end of the
+/// directory. The guest's own limit is enforced by `push_record`, so a larger host buffer only
+/// means entries past the limit are read and left for the next request.
+const MIN_HOST_DIRENT_BUFFER: u32 = 4096;
+
 /// Appends one record (fixed part, name, zero padding) if it fits in `limit` bytes total;
 /// returns its length, or 0 when it does not fit (which ends the listing).
 fn push_record(body: &mut Writer<'_>, limit: usize, fixed: &[u8], name: &[u8]) -> io::Result<usize> {
@@ -52,6 +59,10 @@ where
             return Err(err(libc::EINVAL));
         }
         let limit = arg.size as usize;
+        if limit == 0 {
+            return reply_header_for_body(&mut req.w, req.header.unique, 0);
+        }
+        let host_size = arg.size.max(MIN_HOST_DIRENT_BUFFER);
         let mut body =
             req.w.split_at(size_of::<OutHeader>()).map_err(|_| err(libc::EINVAL))?;
         let blksize = self.options.blksize;
@@ -60,7 +71,7 @@ where
                 &req.ctx,
                 req.nodeid(),
                 arg.fh,
-                arg.size,
+                host_size,
                 arg.offset,
                 &mut |d: DirEntry, e: Entry| {
                     let fixed = Direntplus {
@@ -80,7 +91,7 @@ where
                 &req.ctx,
                 req.nodeid(),
                 arg.fh,
-                arg.size,
+                host_size,
                 arg.offset,
                 &mut |d: DirEntry| {
                     let fixed = Dirent {
