@@ -1,7 +1,9 @@
 //! The fsjail virtio-fs device: the vhost-user backend, the FUSE server, the descriptor chain
 //! transport and the per-share filesystem policy.
 
+pub mod dax;
 pub mod fs;
 pub mod fuse;
+pub mod ratelimit;
 pub mod transport;
 pub mod vhost_user;

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use fuse_backend_rs::api::filesystem::FileSystem;
 use log::{error, info, warn};
 use thiserror::Error;
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
-use vhost::vhost_user::Listener;
+use vhost::vhost_user::message::{
+    VhostUserProtocolFeatures, VhostUserShMemConfig, VhostUserVirtioFeatures,
+};
+use vhost::vhost_user::{Backend, Listener};
 use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringRwLock};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
@@ -74,6 +76,14 @@ where
         self.num_request_queues
     }
 
+    /// The frontend went away: its window went with it, so forget every DAX mapping and drop
+    /// the backend-request channel.
+    pub fn disconnect(&self) {
+        if let Some(dax) = self.server.dax() {
+            dax.disconnect();
+        }
+    }
+
     /// Wakes every queue thread so it leaves its event loop.
     pub fn signal_exit(&self) {
         let notifiers = match self.exit_notifiers.lock() {
@@ -111,11 +121,33 @@ where
     }
 
     /// CONFIG is never offered: QEMU 7.1 to 8.0 crash when a virtio-fs backend offers it.
+    /// SHMEM (the DAX window) only when the share has one.
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        VhostUserProtocolFeatures::MQ
+        let features = VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
             | VhostUserProtocolFeatures::BACKEND_REQ
-            | VhostUserProtocolFeatures::BACKEND_SEND_FD
+            | VhostUserProtocolFeatures::BACKEND_SEND_FD;
+        if self.server.dax().is_some() {
+            features | VhostUserProtocolFeatures::SHMEM
+        } else {
+            features
+        }
+    }
+
+    /// One region, the DAX window (virtio-fs's cache, shmid 0). Only asked when SHMEM was
+    /// negotiated, which needs DAX on.
+    fn get_shmem_config(&self) -> io::Result<VhostUserShMemConfig> {
+        match self.server.dax() {
+            Some(dax) => Ok(VhostUserShMemConfig::new(1, &[dax.window().len()])),
+            None => Err(io::Error::new(io::ErrorKind::Unsupported, "this share has no DAX window")),
+        }
+    }
+
+    /// The channel SHMEM_MAP / SHMEM_UNMAP go over. Without DAX nothing is ever sent on it.
+    fn set_backend_req_fd(&self, backend: Backend) {
+        if let Some(dax) = self.server.dax() {
+            dax.connect(Arc::new(backend));
+        }
     }
 
     fn set_event_idx(&self, enabled: bool) {
@@ -205,6 +237,7 @@ where
     // The daemon's queue threads only leave their loops through the exit events; dropping the
     // daemon alone would leave them blocked in epoll.
     backend.signal_exit();
+    backend.disconnect();
     match result {
         Ok(()) => Ok(()),
         Err(vhost_user_backend::Error::HandleRequest(

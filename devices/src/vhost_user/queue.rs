@@ -4,7 +4,6 @@
 use std::io;
 
 use fuse_backend_rs::api::filesystem::FileSystem;
-use log::warn;
 use vhost_user_backend::{VringRwLock, VringT};
 use virtio_queue::QueueOwnedT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
@@ -31,7 +30,7 @@ where
         if event_idx {
             vring.disable_notification().map_err(queue_err)?;
         }
-        drain(server, mem, vring)?;
+        drain(server, mem, vring, event_idx)?;
         if !event_idx || !vring.enable_notification().map_err(queue_err)? {
             break;
         }
@@ -43,6 +42,7 @@ fn drain<F>(
     server: &Server<F>,
     mem: &GuestMemoryAtomic<GuestMemoryMmap>,
     vring: &VringRwLock,
+    event_idx: bool,
 ) -> io::Result<()>
 where
     F: FileSystem<Inode = u64, Handle = u64> + Sync,
@@ -62,15 +62,22 @@ where
             Err(e) => {
                 // A chain we cannot even walk gets no reply; it is returned so the ring does
                 // not leak the slot.
-                warn!("dropping malformed descriptor chain {head}: {e}");
+                crate::guest_warn!("dropping malformed descriptor chain {head}: {e}");
                 0
             }
         };
         let used = u32::try_from(used).unwrap_or(0);
         vring.add_used(head, used).map_err(queue_err)?;
         served += 1;
+        // With EVENT_IDX the guest says which used index it wants to hear about, so asking
+        // after every completion costs no extra interrupts and lets the guest start on early
+        // replies while later requests are still being served (a signal only at the end of the
+        // batch made guest and device take turns).
+        if event_idx && vring.needs_notification().map_err(queue_err)? {
+            vring.signal_used_queue()?;
+        }
     }
-    if served > 0 && vring.needs_notification().map_err(queue_err)? {
+    if !event_idx && served > 0 {
         vring.signal_used_queue()?;
     }
     Ok(())

@@ -99,5 +99,8 @@ mod tests {
             let attr = attr_from_stat(&synthetic_stat(host), 0, cap);
             assert_eq!(attr.blksize, want, "host {host} cap {cap}");
         }
+        // The default cap is the Linux guest's 4K page: a 16K host reports 4096.
+        let default_cap = crate::fuse::server::ServerOptions::default().blksize;
+        assert_eq!(attr_from_stat(&synthetic_stat(16384), 0, default_cap).blksize, 4096);
     }
 }

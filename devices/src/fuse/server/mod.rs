@@ -15,11 +15,13 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::mem::size_of;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use fuse_backend_rs::api::filesystem::{Context, FileSystem, FsOptions};
-use log::debug;
 use vm_memory::ByteValued;
 
+use crate::dax::handles::OpenHandles;
+use crate::dax::{settings, DaxChannel, SettingsError, Window};
 use crate::fuse::abi::{self, init_flags, InHeader, InitIn, InitOut, Opcode, OutHeader};
 use crate::transport::{Reader, Writer};
 
@@ -36,17 +38,45 @@ const MAX_OPCODE_STRUCT: usize = 64;
 pub struct ServerOptions {
     /// Largest WRITE (and READ) payload we accept, in bytes. Offered to the guest in INIT.
     pub max_write: u32,
-    /// The guest's page size: the st_blksize every attribute reply is clamped to.
+    /// The guest's page size: the st_blksize every attribute reply is clamped to. A power of
+    /// two from 512 to 65536; 4096 by default.
     pub blksize: u32,
+    /// Size of the DAX window in bytes; 0 (the default) turns DAX off. A multiple of 2 MiB and
+    /// of `host_page_size`, at most 64 GiB.
+    pub dax_window: u64,
+    /// The host page size every DAX offset and length must be a multiple of, and that INIT
+    /// reports as `map_alignment`. Defaults to this host's; a larger power of two makes a host
+    /// enforce a larger-page host's rules.
+    pub host_page_size: u64,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { max_write: 1 << 20, blksize: 4096 }
+        ServerOptions {
+            max_write: 1 << 20,
+            blksize: settings::DEFAULT_BLKSIZE,
+            dax_window: 0,
+            host_page_size: settings::host_page_size(),
+        }
     }
 }
 
 impl ServerOptions {
+    /// Checks `blksize`, the page size and the DAX window; the error says which is wrong.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        settings::check_blksize(self.blksize)?;
+        settings::check_window(self.dax_window, self.host_page_size)
+    }
+
+    /// The DAX window's geometry, `None` when DAX is off.
+    fn dax_geometry(&self) -> Result<Option<Window>, SettingsError> {
+        self.check()?;
+        if self.dax_window == 0 {
+            return Ok(None);
+        }
+        Window::new(self.dax_window, self.host_page_size).map(Some)
+    }
+
     /// Largest request we accept: header, the largest opcode struct, names, and a full WRITE
     /// or xattr value.
     fn max_request_len(&self) -> usize {
@@ -87,6 +117,10 @@ pub struct Server<F> {
     minor: AtomicU32,
     /// Names the TMPFILE emulation's short-lived entries.
     tmpfile_seq: AtomicU64,
+    /// The DAX window, when `options.dax_window` is not 0.
+    dax: Option<Arc<DaxChannel>>,
+    /// Open file handles, recorded only with DAX on (SETUPMAPPING checks them).
+    handles: Arc<OpenHandles>,
 }
 
 /// Errors that only end one request; the guest gets the errno.
@@ -110,7 +144,42 @@ impl<F> Server<F>
 where
     F: FileSystem<Inode = u64, Handle = u64> + Sync,
 {
-    pub fn new(fs: F, options: ServerOptions, share_root: Option<File>) -> Self {
+    /// A server for `fs`. Fails when `options` cannot work (see [`ServerOptions::check`]);
+    /// entry points that take user settings use this.
+    pub fn try_new(
+        fs: F,
+        options: ServerOptions,
+        share_root: Option<File>,
+    ) -> Result<Self, SettingsError> {
+        let dax = options.dax_geometry()?.map(|w| Arc::new(DaxChannel::new(w)));
+        Ok(Self::build(fs, options, share_root, dax))
+    }
+
+    /// A server for `fs` with options that were checked already. Options that would not work
+    /// are not used: an invalid DAX window leaves DAX off and an invalid `blksize` becomes the
+    /// default, each with an error in the log. Use [`Server::try_new`] to get the error.
+    pub fn new(fs: F, mut options: ServerOptions, share_root: Option<File>) -> Self {
+        if let Err(e) = settings::check_blksize(options.blksize) {
+            log::error!("{e}; using {}", settings::DEFAULT_BLKSIZE);
+            options.blksize = settings::DEFAULT_BLKSIZE;
+        }
+        let dax = match options.dax_geometry() {
+            Ok(window) => window.map(|w| Arc::new(DaxChannel::new(w))),
+            Err(e) => {
+                log::error!("{e}; DAX is off");
+                options.dax_window = 0;
+                None
+            }
+        };
+        Self::build(fs, options, share_root, dax)
+    }
+
+    fn build(
+        fs: F,
+        options: ServerOptions,
+        share_root: Option<File>,
+        dax: Option<Arc<DaxChannel>>,
+    ) -> Self {
         Server {
             fs,
             options,
@@ -118,7 +187,15 @@ where
             initialized: AtomicBool::new(false),
             minor: AtomicU32::new(0),
             tmpfile_seq: AtomicU64::new(0),
+            dax,
+            handles: Arc::default(),
         }
+    }
+
+    /// The DAX window's worker side, `None` when DAX is off. The vhost-user backend connects
+    /// the window owner to it; an embedding VMM may connect a `WindowMapper` directly.
+    pub fn dax(&self) -> Option<&Arc<DaxChannel>> {
+        self.dax.as_ref()
     }
 
     pub fn filesystem(&self) -> &F {
@@ -146,14 +223,17 @@ where
                     Ok(used) => used,
                     Err(e) => {
                         let errno = errno_of(&e);
-                        debug!("{:?} unique {unique}: errno {errno}", opcode);
+                        crate::guest_debug!("{:?} unique {unique}: errno {errno}", opcode);
                         reply_error(&mut req.w, unique, errno)
                     }
                 }
             }
             Err(Refusal::NoReply) => 0,
             Err(Refusal::Errno(errno)) => {
-                debug!("opcode {} unique {unique}: refused, errno {errno}", header.opcode);
+                crate::guest_debug!(
+                    "opcode {} unique {unique}: refused, errno {errno}",
+                    header.opcode
+                );
                 reply_error(&mut w, unique, errno)
             }
         }
@@ -203,7 +283,13 @@ where
             offered |= u64::from(init.flags2) << 32;
         }
         let fs_wants = self.fs.init(FsOptions::from_bits_truncate(offered))?.bits();
-        let enabled = offered & (SERVER_CAPABILITIES | (fs_wants & FS_CAPABILITIES));
+        // With DAX on, tell the guest the host page: it must align every mapping to it.
+        let dax_caps = if self.dax.is_some() { init_flags::MAP_ALIGNMENT } else { 0 };
+        let enabled = offered & (SERVER_CAPABILITIES | dax_caps | (fs_wants & FS_CAPABILITIES));
+        let map_alignment = match &self.dax {
+            Some(dax) if enabled & init_flags::MAP_ALIGNMENT != 0 => dax.window().map_alignment(),
+            _ => 0,
+        };
 
         let minor = init.minor.min(abi::KERNEL_MINOR_VERSION);
         self.minor.store(minor, Ordering::Release);
@@ -218,7 +304,7 @@ where
             max_write: self.options.max_write,
             time_gran: 1,
             max_pages: self.options.max_pages(),
-            map_alignment: 0,
+            map_alignment,
             max_stack_depth: 0,
             unused: [0; 6],
         };
@@ -228,6 +314,8 @@ where
 
     fn destroy(&self, req: &mut ops::Request<'_>) -> io::Result<usize> {
         self.fs.destroy();
+        // Destroying the filesystem closed every handle.
+        self.handles.clear();
         self.initialized.store(false, Ordering::Release);
         reply(&mut req.w, req.header.unique, &[])
     }

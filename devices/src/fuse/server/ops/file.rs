@@ -20,7 +20,7 @@ use crate::fuse::abi::{
 };
 use crate::fuse::server::attr::entry_out;
 use crate::fuse::server::bounce::BounceBuffer;
-use crate::fuse::server::names::single_entry_name;
+use crate::fuse::server::names::{single_entry_name, split_cstr};
 use crate::fuse::server::{err, reply_header_for_body, Server};
 
 /// ioctl commands the guest may pass through to the host. Empty: no ioctl has been shown safe
@@ -47,6 +47,7 @@ where
         let arg = req.read::<OpenIn>()?;
         req.expect_end()?;
         let (handle, options, _) = self.fs.open(&req.ctx, req.nodeid(), arg.flags, arg.open_flags)?;
+        self.note_open(req.nodeid(), handle, arg.flags);
         let out = OpenOut { fh: handle.unwrap_or(0), open_flags: options.bits(), backing_id: 0 };
         req.ok(&[out.as_slice()])
     }
@@ -62,6 +63,7 @@ where
             fuse_flags: arg.open_flags,
         };
         let (entry, handle, options, _) = self.fs.create(&req.ctx, req.nodeid(), name, args)?;
+        self.note_open(entry.inode, handle, arg.flags);
         let entry = entry_out(&entry, self.options.blksize);
         let open = OpenOut { fh: handle.unwrap_or(0), open_flags: options.bits(), backing_id: 0 };
         req.ok(&[entry.as_slice(), open.as_slice()])
@@ -72,7 +74,12 @@ where
     /// O_TMPFILE, it cannot be given a name later with linkat(AT_EMPTY_PATH).
     pub(super) fn tmpfile(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<CreateIn>()?;
-        req.expect_end()?;
+        // Linux sends the new dentry's name ("/") after the struct, as for CREATE. It names
+        // nothing and is ignored, but it must be one NUL-terminated string ending the request.
+        let body = req.rest()?;
+        if !body.is_empty() && !split_cstr(&body).map_err(name_err)?.1.is_empty() {
+            return Err(err(libc::EINVAL));
+        }
         let seq = self.tmpfile_seq.fetch_add(1, Ordering::Relaxed);
         let name = CString::new(format!(".fsjail-tmpfile.{}.{seq}", std::process::id()))
             .map_err(|_| err(libc::EINVAL))?;
@@ -91,6 +98,7 @@ where
             self.fs.forget(&req.ctx, entry.inode, 1);
             return Err(e);
         }
+        self.note_open(entry.inode, handle, arg.flags);
         let mut entry = entry_out(&entry, self.options.blksize);
         entry.attr.nlink = 0;
         let open = OpenOut { fh: handle.unwrap_or(0), open_flags: options.bits(), backing_id: 0 };
@@ -148,7 +156,7 @@ where
         let arg = req.read::<ReleaseIn>()?;
         req.expect_end()?;
         let flock_release = arg.release_flags & RELEASE_FLOCK_UNLOCK != 0;
-        self.fs.release(
+        let released = self.fs.release(
             &req.ctx,
             req.nodeid(),
             arg.flags,
@@ -156,7 +164,10 @@ where
             arg.release_flags & RELEASE_FLUSH != 0,
             flock_release,
             flock_release.then_some(arg.lock_owner),
-        )?;
+        );
+        // Forgotten even if the release failed: DAX then refuses more, never less.
+        self.note_release(arg.fh);
+        released?;
         req.ok(&[])
     }
 

@@ -1,6 +1,7 @@
 //! Per-opcode handlers. Each one copies its opcode's struct and names out of the request,
 //! checks them, calls the filesystem and writes the reply. `dispatch` maps opcodes to them.
 
+mod dax;
 mod dir;
 mod file;
 mod node;
@@ -115,8 +116,9 @@ where
             Fsyncdir => self.fsyncdir(req),
             // Virtio-fs has no interrupts to deliver, and INTERRUPT never takes a reply.
             Interrupt | NotifyReply => Ok(0),
-            // DAX arrives with its own issue; until then the window does not exist.
-            Setupmapping | Removemapping => Err(err(libc::ENOSYS)),
+            // ENOSYS when the share has no DAX window.
+            Setupmapping => self.setupmapping(req),
+            Removemapping => self.removemapping(req),
             Bmap | Poll | Statx => Err(err(libc::ENOSYS)),
         }
     }
