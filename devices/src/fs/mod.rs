@@ -167,6 +167,22 @@ pub enum Error {
 /// Note that importing clears the process umask (the guest's mode bits must reach the host
 /// unchanged); the passthrough filesystem does that, not this function.
 pub fn new_passthrough(opts: &ShareOptions) -> Result<PassthroughFs, Error> {
+    let fs = new_passthrough_unimported(opts)?;
+    fs.import().map_err(|source| Error::Import {
+        path: opts.root.clone(),
+        source,
+    })?;
+    Ok(fs)
+}
+
+/// Build the passthrough filesystem for a share without importing its root.
+///
+/// For a jailed worker: `PassthroughFs::new` opens `/proc/self/fd` and `/proc/self/mountinfo`
+/// by literal path, which the worker can only reach before it chroots into the share, while
+/// the root (`opts.root`, typically `/`) must be opened after. The caller runs
+/// `PassthroughFs::import` once its root is in place. The same checks as [`new_passthrough`]
+/// apply to `opts.root` as it resolves now.
+pub fn new_passthrough_unimported(opts: &ShareOptions) -> Result<PassthroughFs, Error> {
     let path = &opts.root;
     let meta = std::fs::metadata(path).map_err(|source| Error::RootAccess {
         path: path.clone(),
@@ -195,15 +211,10 @@ pub fn new_passthrough(opts: &ShareOptions) -> Result<PassthroughFs, Error> {
         ..Default::default()
     };
 
-    let fs = PassthroughFs::new(cfg).map_err(|source| Error::Create {
+    PassthroughFs::new(cfg).map_err(|source| Error::Create {
         path: path.clone(),
         source,
-    })?;
-    fs.import().map_err(|source| Error::Import {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(fs)
+    })
 }
 
 /// Open a share's root directory (`O_DIRECTORY | O_RDONLY | O_CLOEXEC`).

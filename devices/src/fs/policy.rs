@@ -6,8 +6,10 @@
 //! here are made on the request alone, before the inner filesystem touches the host, so a denied
 //! request has no side effect.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use fuse_backend_rs::abi::fuse_abi::{stat64, statvfs64, CreateIn};
@@ -27,11 +29,26 @@ use fuse_backend_rs::transport::FsCacheReqHandler;
 ///   meaning of its major/minor numbers (CVE-2020-35517), so it is refused even on writable
 ///   shares.
 /// - ioctls are refused (`ENOTTY`) until an allowlist exists.
-#[derive(Debug)]
 pub struct SharePolicy<F> {
     inner: F,
     readonly: bool,
     allow_devices: bool,
+    /// Set in a jailed worker; see [`SharePolicy::with_xattr_paths`].
+    xattr_paths: Option<InodePathFn>,
+}
+
+/// Names an inode by a path that is valid from the worker's root.
+pub type InodePathFn = Box<dyn Fn(u64) -> io::Result<PathBuf> + Send + Sync>;
+
+impl<F: std::fmt::Debug> std::fmt::Debug for SharePolicy<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharePolicy")
+            .field("inner", &self.inner)
+            .field("readonly", &self.readonly)
+            .field("allow_devices", &self.allow_devices)
+            .field("xattr_paths", &self.xattr_paths.is_some())
+            .finish()
+    }
 }
 
 impl<F> SharePolicy<F> {
@@ -41,7 +58,22 @@ impl<F> SharePolicy<F> {
             inner,
             readonly,
             allow_devices: false,
+            xattr_paths: None,
         }
+    }
+
+    /// Serve xattr requests through paths from `resolve` instead of the inner filesystem.
+    ///
+    /// fuse-backend-rs reaches an inode's xattrs through the literal path `/proc/self/fd/N`
+    /// (the `f*xattr` calls refuse its O_PATH fds). Inside the jail the worker's root is the
+    /// share, where no `/proc` exists, so those calls fail with ENOENT. A jailed worker passes
+    /// a resolver that reads the inode's path through the filesystem's own `/proc/self/fd` fd
+    /// (PassthroughFs::readlinkat_proc_file); the `l*xattr` calls on that path never follow a
+    /// final symlink, and any path resolves inside the share because the share is the root.
+    /// Not for unjailed use: outside a chroot a path can be raced out of the share.
+    pub fn with_xattr_paths(mut self, resolve: InodePathFn) -> Self {
+        self.xattr_paths = Some(resolve);
+        self
     }
 
     /// Allow (or keep refusing) guest-created character and block devices. Only for shares whose
@@ -75,6 +107,17 @@ impl<F> SharePolicy<F> {
 /// The answer to a modification of a read-only share.
 fn erofs<T>() -> io::Result<T> {
     Err(io::Error::from_raw_os_error(libc::EROFS))
+}
+
+/// A path from the resolver as a C string (a NUL inside cannot come from readlink, but is
+/// refused rather than trusted).
+fn path_cstring(path: PathBuf) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The result of an xattr syscall: its non-negative count, or the errno it set.
+fn check(res: isize) -> io::Result<usize> {
+    usize::try_from(res).map_err(|_| io::Error::last_os_error())
 }
 
 /// Whether `open(2)` flags (the guest's, which are Linux values like the host's) ask for write
@@ -120,6 +163,95 @@ macro_rules! deny_if_readonly {
 impl<F: FileSystem> FileSystem for SharePolicy<F> {
     type Inode = F::Inode;
     type Handle = F::Handle;
+
+    fn setxattr(
+        &self,
+        ctx: &Context,
+        inode: Self::Inode,
+        name: &CStr,
+        value: &[u8],
+        flags: u32,
+    ) -> io::Result<()> {
+        if self.readonly {
+            return erofs();
+        }
+        let Some(resolve) = &self.xattr_paths else {
+            return self.inner.setxattr(ctx, inode, name, value, flags);
+        };
+        let path = path_cstring(resolve(inode.into())?)?;
+        // SAFETY: both strings are NUL-terminated and live across the call; `value` is a valid
+        // slice of the given length that the kernel only reads.
+        let res = unsafe {
+            libc::lsetxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                flags as libc::c_int,
+            )
+        };
+        check(res as isize).map(|_| ())
+    }
+
+    fn removexattr(&self, ctx: &Context, inode: Self::Inode, name: &CStr) -> io::Result<()> {
+        if self.readonly {
+            return erofs();
+        }
+        let Some(resolve) = &self.xattr_paths else {
+            return self.inner.removexattr(ctx, inode, name);
+        };
+        let path = path_cstring(resolve(inode.into())?)?;
+        // SAFETY: both strings are NUL-terminated and live across the call.
+        let res = unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) };
+        check(res as isize).map(|_| ())
+    }
+
+    fn getxattr(
+        &self,
+        ctx: &Context,
+        inode: Self::Inode,
+        name: &CStr,
+        size: u32,
+    ) -> io::Result<GetxattrReply> {
+        let Some(resolve) = &self.xattr_paths else {
+            return self.inner.getxattr(ctx, inode, name, size);
+        };
+        let path = path_cstring(resolve(inode.into())?)?;
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: the strings are NUL-terminated; `buf` is writable for `buf.len()` bytes and
+        // the kernel writes at most that many.
+        let res = unsafe {
+            libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        let len = check(res)?;
+        if size == 0 {
+            return Ok(GetxattrReply::Count(u32::try_from(len).unwrap_or(u32::MAX)));
+        }
+        buf.truncate(len);
+        Ok(GetxattrReply::Value(buf))
+    }
+
+    fn listxattr(
+        &self,
+        ctx: &Context,
+        inode: Self::Inode,
+        size: u32,
+    ) -> io::Result<ListxattrReply> {
+        let Some(resolve) = &self.xattr_paths else {
+            return self.inner.listxattr(ctx, inode, size);
+        };
+        let path = path_cstring(resolve(inode.into())?)?;
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: the path is NUL-terminated; `buf` is writable for `buf.len()` bytes and the
+        // kernel writes at most that many.
+        let res = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let len = check(res)?;
+        if size == 0 {
+            return Ok(ListxattrReply::Count(u32::try_from(len).unwrap_or(u32::MAX)));
+        }
+        buf.truncate(len);
+        Ok(ListxattrReply::Names(buf))
+    }
 
     /// A read-only share neither asks the inner filesystem for writeback caching nor offers it to
     /// the guest: with writeback the guest kernel would hold dirty pages it can never flush.
@@ -275,15 +407,6 @@ impl<F: FileSystem> FileSystem for SharePolicy<F> {
             offset: u64,
             length: u64,
         ) -> io::Result<()>;
-        fn setxattr(
-            &self,
-            ctx: &Context,
-            inode: Self::Inode,
-            name: &CStr,
-            value: &[u8],
-            flags: u32,
-        ) -> io::Result<()>;
-        fn removexattr(&self, ctx: &Context, inode: Self::Inode, name: &CStr) -> io::Result<()>;
     }
 
     delegate! {
@@ -336,19 +459,6 @@ impl<F: FileSystem> FileSystem for SharePolicy<F> {
             lock_owner: Option<u64>,
         ) -> io::Result<()>;
         fn statfs(&self, ctx: &Context, inode: Self::Inode) -> io::Result<statvfs64>;
-        fn getxattr(
-            &self,
-            ctx: &Context,
-            inode: Self::Inode,
-            name: &CStr,
-            size: u32,
-        ) -> io::Result<GetxattrReply>;
-        fn listxattr(
-            &self,
-            ctx: &Context,
-            inode: Self::Inode,
-            size: u32,
-        ) -> io::Result<ListxattrReply>;
         fn opendir(
             &self,
             ctx: &Context,
