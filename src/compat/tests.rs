@@ -1,0 +1,292 @@
+//! Unit tests of the virtiofsd argv translation: each caller's real shape, and every refusal.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use super::argv::{translate, Action, CompatError, Translation};
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(OsString::from).collect()
+}
+
+fn serve(list: &[&str]) -> Translation {
+    match translate(&args(list)) {
+        Ok(Action::Serve(t)) => t,
+        other => panic!("{list:?}: {other:?}"),
+    }
+}
+
+fn serve_argv(list: &[&str]) -> Vec<String> {
+    serve(list).serve_args().into_iter().map(|a| a.into_string().unwrap()).collect()
+}
+
+fn err(list: &[&str]) -> CompatError {
+    match translate(&args(list)) {
+        Err(e) => e,
+        Ok(a) => panic!("{list:?} was accepted: {a:?}"),
+    }
+}
+
+#[test]
+fn libvirt_separate_options_shape() {
+    // qemuVirtioFSBuildCommandLine with "separate-options", every optional part present.
+    let argv = serve_argv(&[
+        "--fd=23",
+        "--shared-dir",
+        "/srv/vm1",
+        "--cache",
+        "never",
+        "--sandbox",
+        "chroot",
+        "--xattr",
+        "--thread-pool-size=0",
+        "--rlimit-nofile=4096",
+        "--log-level",
+        "debug",
+    ]);
+    assert_eq!(
+        argv,
+        [
+            "--shared-dir",
+            "/srv/vm1",
+            "--fd",
+            "23",
+            "--cache",
+            "never",
+            "--sandbox",
+            "chroot",
+            "--log-level",
+            "debug",
+            "--rlimit-nofile",
+            "4096",
+            "--xattr",
+        ]
+    );
+    // The minimal form libvirt emits for a default <filesystem> element.
+    assert_eq!(
+        serve_argv(&["--fd=3", "--shared-dir", "/srv"]),
+        ["--shared-dir", "/srv", "--fd", "3"]
+    );
+}
+
+#[test]
+fn libvirt_legacy_o_shape() {
+    let t = serve(&[
+        "--fd=23",
+        "-o",
+        "source=/srv/a,,b,cache=none,sandbox=namespace,xattr,no_flock,no_posix_lock",
+        "--thread-pool-size=1",
+        "-d",
+    ]);
+    assert_eq!(t.shared_dir.as_deref(), Some(std::ffi::OsStr::new("/srv/a,b")));
+    assert_eq!(t.fd, Some(23));
+    assert_eq!(t.cache, Some("never"));
+    assert_eq!(t.sandbox, Some("namespace"));
+    assert!(t.xattr);
+    assert_eq!(t.log_level, Some("debug"));
+    assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
+    // no_xattr is the default, cache=always maps through.
+    let t = serve(&["--fd=4", "-o", "source=/s,cache=always,no_xattr"]);
+    assert!(!t.xattr);
+    assert_eq!(t.cache, Some("always"));
+}
+
+#[test]
+fn kata_go_runtime_shape() {
+    let t = serve(&[
+        "--syslog",
+        "--cache=auto",
+        "--shared-dir=/run/kata-containers/shared/sandboxes/abc/shared",
+        "--fd=3",
+        "--inode-file-handles=prefer",
+        "--thread-pool-size=1",
+    ]);
+    assert!(t.syslog);
+    assert_eq!(t.cache, Some("auto"));
+    assert_eq!(t.fd, Some(3));
+    assert_eq!(t.notes.len(), 2);
+    // Kata's default extra args also ask for submount announcements, which fsjail refuses.
+    let e = err(&["--syslog", "--cache=auto", "--shared-dir=/s", "--fd=3", "--announce-submounts"]);
+    assert!(e.to_string().contains("--announce-submounts"), "{e}");
+    assert!(e.to_string().contains("virtio_fs_extra_args"), "{e}");
+    let e = err(&["--shared-dir=/s", "--fd=3", "-o", "announce_submounts"]);
+    assert!(e.to_string().contains("-o announce_submounts"), "{e}");
+}
+
+#[test]
+fn qemu_docs_shape() {
+    let argv = serve_argv(&[
+        "--socket-path=/tmp/vhostqemu",
+        "--shared-dir",
+        "/srv",
+        "--cache",
+        "auto",
+        "--socket-group=kvm",
+        "--readonly",
+        "--sandbox=none",
+        "--seccomp=none",
+        "-f",
+    ]);
+    assert_eq!(
+        argv,
+        [
+            "--shared-dir",
+            "/srv",
+            "--socket-path",
+            "/tmp/vhostqemu",
+            "--socket-group",
+            "kvm",
+            "--cache",
+            "auto",
+            "--sandbox",
+            "none",
+            "--seccomp",
+            "none",
+            "--readonly",
+        ]
+    );
+    // The deprecated --socket spelling.
+    assert_eq!(
+        serve(&["--socket", "/s.sock", "--shared-dir=/d"]).socket_path,
+        Some("/s.sock".into())
+    );
+}
+
+#[test]
+fn queries_short_circuit() {
+    assert_eq!(translate(&args(&["--print-capabilities"])), Ok(Action::PrintCapabilities));
+    assert_eq!(translate(&args(&["-V"])), Ok(Action::Version));
+    assert_eq!(translate(&args(&["--version"])), Ok(Action::Version));
+    assert_eq!(translate(&args(&["-h"])), Ok(Action::Help));
+    assert_eq!(translate(&args(&["--help"])), Ok(Action::Help));
+}
+
+#[test]
+fn every_refusal_names_its_flag() {
+    let base = ["--fd=3", "--shared-dir=/s"];
+    let refused: &[&[&str]] = &[
+        &["--posix-acl"],
+        &["--posix-acl=always"],
+        &["--security-label"],
+        &["--tag", "fs0"],
+        &["--xattrmap", ":map::user.virtiofs.:"],
+        &["--modcaps=+sys_admin"],
+        &["--uid-map=:0:1000:1:"],
+        &["--gid-map=:0:1000:1:"],
+        &["--translate-uid=guest:0:1000:1"],
+        &["--translate-gid=guest:0:1000:1"],
+        &["--writeback"],
+        &["--no-readdirplus"],
+        &["--allow-mmap"],
+        &["--killpriv-v2"],
+        &["--preserve-noatime"],
+        &["--migration-mode=file-handles"],
+        &["--migration-on-error=abort"],
+        &["--migration-verify-handles"],
+        &["--migration-confirm-paths"],
+        &["--cache=metadata"],
+        &["--thread-pool-size=64"],
+        &["--inode-file-handles=mandatory"],
+        &["--announce-submounts"],
+        &["-o", "flock"],
+        &["-o", "posix_lock"],
+        &["-o", "writeback"],
+        &["-o", "xattrmap=:map::x:"],
+        &["-o", "norace"],
+        &["--definitely-not-an-option"],
+        &["-x"],
+    ];
+    for extra in refused {
+        let mut list: Vec<&str> = base.to_vec();
+        list.extend_from_slice(extra);
+        let e = err(&list);
+        let flag = extra[0].split('=').next().unwrap();
+        let flag = if flag == "-o" {
+            format!("-o {}", extra[1].split('=').next().unwrap())
+        } else {
+            flag.to_owned()
+        };
+        assert!(e.to_string().contains(&flag), "{list:?}: {e}");
+    }
+}
+
+#[test]
+fn accepted_equivalents() {
+    let base = ["--fd=3", "--shared-dir=/s"];
+    for extra in [
+        "--no-announce-submounts",
+        "--no-killpriv-v2",
+        "--allow-direct-io",
+        "--inode-file-handles=never",
+        "--posix-acl=never",
+        "--security-label=never",
+        "--thread-pool-size=0",
+        "-f",
+    ] {
+        let mut list = base.to_vec();
+        list.push(extra);
+        assert_eq!(serve(&list).serve_args().len(), 4, "{extra} changed the serve argv");
+    }
+}
+
+#[test]
+fn malformed_command_lines() {
+    assert_eq!(err(&["--fd=3"]), CompatError::NoSharedDir);
+    assert_eq!(err(&["--shared-dir=/s"]), CompatError::NoSocket);
+    assert_eq!(err(&["--shared-dir=/s", "--fd=3", "--socket-path=/x"]), CompatError::BothSockets);
+    assert!(matches!(err(&["--shared-dir"]), CompatError::MissingValue { .. }));
+    assert!(matches!(err(&["--fd=3", "--shared-dir=/s", "-o"]), CompatError::MissingValue { .. }));
+    assert!(matches!(err(&["--fd=x", "--shared-dir=/s"]), CompatError::BadValue { .. }));
+    assert!(matches!(err(&["--fd=-1", "--shared-dir=/s"]), CompatError::BadValue { .. }));
+    assert!(matches!(
+        err(&["--fd=3", "--shared-dir=/s", "--xattr=yes"]),
+        CompatError::UnexpectedValue { .. }
+    ));
+    assert!(matches!(
+        err(&["--fd=3", "--shared-dir=/s", "-o", "xattr=1"]),
+        CompatError::UnexpectedValue { .. }
+    ));
+    assert!(matches!(
+        err(&["--fd=3", "--shared-dir=/s", "-o", "cache"]),
+        CompatError::MissingValue { .. }
+    ));
+    assert!(matches!(
+        err(&["--fd=3", "--shared-dir=/s", "--cache=sometimes"]),
+        CompatError::BadValue { .. }
+    ));
+    assert!(matches!(err(&["--fd=3", "--shared-dir=/s", "stray"]), CompatError::Positional(_)));
+    assert!(matches!(
+        err(&["--fd=3", "--shared-dir=/s", "--", "stray"]),
+        CompatError::Positional(_)
+    ));
+    // Conflicting repeats are refused; identical ones are harmless.
+    assert!(matches!(
+        err(&["--fd=3", "--shared-dir=/s", "-o", "source=/t"]),
+        CompatError::Conflict { .. }
+    ));
+    assert!(matches!(err(&["--fd=3", "--fd=4", "--shared-dir=/s"]), CompatError::Conflict { .. }));
+    serve(&["--fd=3", "--shared-dir=/s", "-o", "source=/s,cache=none", "--cache=never"]);
+    // -oVALUE and -o=VALUE spellings.
+    assert_eq!(serve(&["--fd=3", "-osource=/a"]).shared_dir, Some("/a".into()));
+    assert_eq!(serve(&["--fd=3", "-o=source=/b"]).shared_dir, Some("/b".into()));
+}
+
+#[test]
+fn non_utf8_paths_pass_through_untouched() {
+    let dir = OsString::from_vec(b"/srv/\xff\xfe".to_vec());
+    let list = vec![OsString::from("--fd=3"), OsString::from("--shared-dir"), dir.clone()];
+    let Ok(Action::Serve(t)) = translate(&list) else { panic!("refused") };
+    assert_eq!(t.serve_args()[1], dir);
+    let legacy = b"source=/x\xff,,y".to_vec();
+    let list = vec![OsString::from("--fd=3"), OsString::from("-o"), OsString::from_vec(legacy)];
+    let Ok(Action::Serve(t)) = translate(&list) else { panic!("refused") };
+    assert_eq!(t.shared_dir, Some(OsString::from_vec(b"/x\xff,y".to_vec())));
+}
+
+#[test]
+fn capabilities_json_shape() {
+    let caps = super::CAPABILITIES;
+    assert!(caps.contains("\"type\": \"fs\""));
+    assert!(caps.contains("\"separate-options\""));
+    assert!(!caps.contains("migrate-precopy"));
+}
