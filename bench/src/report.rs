@@ -1,0 +1,578 @@
+//! Figures' definitions (unit, direction, target) and the two outputs: the table on stdout
+//! and the JSON file.
+
+use crate::json::Json;
+use crate::runner::{FigureResult, Kind, Outcome};
+
+/// What a figure counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// FUSE requests per second (the host baseline: the system calls standing in for them).
+    OpsPerSec,
+    EntriesPerSec,
+    GBps,
+    Millis,
+    KiB,
+}
+
+impl Unit {
+    pub fn label(self) -> &'static str {
+        match self {
+            Unit::OpsPerSec => "ops/s",
+            Unit::EntriesPerSec => "entries/s",
+            Unit::GBps => "GB/s",
+            Unit::Millis => "ms",
+            Unit::KiB => "KiB",
+        }
+    }
+
+    /// A value with 3 significant digits and k/M suffixes where they help.
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::OpsPerSec | Unit::EntriesPerSec => si(v),
+            Unit::GBps => format!("{v:.2}"),
+            Unit::Millis => {
+                if v < 10.0 {
+                    format!("{v:.2}")
+                } else {
+                    format!("{v:.1}")
+                }
+            }
+            Unit::KiB => format!("{v:.0}"),
+        }
+    }
+}
+
+fn si(v: f64) -> String {
+    let (x, suffix) = if v >= 1e6 {
+        (v / 1e6, "M")
+    } else if v >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let digits = if x >= 100.0 {
+        0
+    } else if x >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{x:.digits$}{suffix}")
+}
+
+/// Whether more is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// One condition of a target, for the subject's median.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Goal {
+    /// At least (Higher) / at most (Lower) `k` × the reference backend's median.
+    Reference(f64),
+    /// ... `k` × the host baseline's median.
+    Baseline(f64),
+    /// ... this absolute value.
+    Absolute(f64),
+    /// ... `k` × the subject's median in figure `id`.
+    Figure(&'static str, f64),
+}
+
+/// A target as the issue states it, and its conditions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub text: String,
+    pub goals: Vec<Goal>,
+}
+
+/// What a figure is.
+#[derive(Clone, Debug)]
+pub struct FigureSpec {
+    /// Short id, used in the JSON and with `--only`.
+    pub id: &'static str,
+    /// The item number in the issue's list.
+    pub item: u8,
+    pub title: String,
+    pub unit: Unit,
+    pub better: Better,
+    /// Name of the host baseline in this figure ("raw host", "memcpy"), if it has one.
+    pub baseline: Option<&'static str>,
+    /// Subject and reference backends for the ratio when they are not the run's defaults
+    /// (jailed start time compares the namespace-sandbox variants).
+    pub subject: Option<String>,
+    pub reference: Option<String>,
+    pub target: Option<Target>,
+}
+
+impl FigureSpec {
+    pub fn new(
+        id: &'static str,
+        item: u8,
+        title: impl Into<String>,
+        unit: Unit,
+        better: Better,
+    ) -> Self {
+        FigureSpec {
+            id,
+            item,
+            title: title.into(),
+            unit,
+            better,
+            baseline: None,
+            subject: None,
+            reference: None,
+            target: None,
+        }
+    }
+
+    pub fn baseline(mut self, label: &'static str) -> Self {
+        self.baseline = Some(label);
+        self
+    }
+
+    /// Compares `subject` with `reference` instead of the run's pair.
+    pub fn pair(mut self, subject: impl Into<String>, reference: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self.reference = Some(reference.into());
+        self
+    }
+
+    pub fn target(mut self, text: impl Into<String>, goals: Vec<Goal>) -> Self {
+        self.target = Some(Target {
+            text: text.into(),
+            goals,
+        });
+        self
+    }
+}
+
+/// Facts about the run printed above the table and stored in the JSON.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub mode: &'static str,
+    pub date_utc: String,
+    pub command: String,
+    pub cores: usize,
+    pub kernel: String,
+    pub load_before: String,
+    pub warmup: usize,
+    pub rounds: usize,
+    pub depth: usize,
+    pub backends: Vec<(String, String)>,
+    pub subject: String,
+    pub reference: String,
+    pub elapsed_s: f64,
+}
+
+/// Everything a run produced.
+pub struct Report {
+    pub info: RunInfo,
+    pub figures: Vec<FigureResult>,
+}
+
+/// Whether a target was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// A number it needs is missing (a subject skipped).
+    Unknown,
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "MISSED",
+            Verdict::Unknown => "n/a",
+        }
+    }
+}
+
+impl Report {
+    fn reference_of<'a>(&'a self, f: &'a FigureResult) -> &'a str {
+        f.spec.reference.as_deref().unwrap_or(&self.info.reference)
+    }
+
+    fn subject_of<'a>(&'a self, f: &'a FigureResult) -> &'a str {
+        f.spec.subject.as_deref().unwrap_or(&self.info.subject)
+    }
+
+    /// subject / reference and subject / baseline medians.
+    pub fn ratios(&self, f: &FigureResult) -> (Option<f64>, Option<f64>) {
+        let s = f.median(self.subject_of(f));
+        let r = f.median(self.reference_of(f));
+        let b = f.baseline_median();
+        (div(s, r), div(s, b))
+    }
+
+    /// Checks the figure's target against its medians.
+    pub fn verdict(&self, f: &FigureResult) -> Option<Verdict> {
+        let target = f.spec.target.as_ref()?;
+        let Some(v) = f.median(self.subject_of(f)) else {
+            return Some(Verdict::Unknown);
+        };
+        let mut all = Verdict::Met;
+        for g in &target.goals {
+            let bound = match g {
+                Goal::Reference(k) => f.median(self.reference_of(f)).map(|r| k * r),
+                Goal::Baseline(k) => f.baseline_median().map(|b| k * b),
+                Goal::Absolute(x) => Some(*x),
+                Goal::Figure(id, k) => self
+                    .figures
+                    .iter()
+                    .find(|o| o.spec.id == *id)
+                    .and_then(|o| o.median(&self.info.subject))
+                    .map(|m| k * m),
+            };
+            let ok = match (bound, f.spec.better) {
+                (None, _) => {
+                    all = Verdict::Unknown;
+                    continue;
+                }
+                (Some(b), Better::Higher) => v >= b,
+                (Some(b), Better::Lower) => v <= b,
+            };
+            if !ok {
+                return Some(Verdict::Missed);
+            }
+        }
+        Some(all)
+    }
+
+    /// Backend columns in order of first appearance.
+    fn backend_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = Vec::new();
+        for f in &self.figures {
+            for s in f.subjects.iter().filter(|s| s.kind == Kind::Backend) {
+                if !cols.contains(&s.name) {
+                    cols.push(s.name.clone());
+                }
+            }
+        }
+        cols
+    }
+
+    /// The table, with footnotes for skipped and failed subjects.
+    pub fn table(&self) -> String {
+        let cols = self.backend_columns();
+        let i = &self.info;
+        let mut header: Vec<String> = vec!["#".into(), "figure".into(), "unit".into()];
+        header.extend(cols.iter().cloned());
+        header.push("host baseline".into());
+        header.push(format!("{}/{}", i.subject, i.reference));
+        header.push(format!("{}/host", i.subject));
+        header.push("target".into());
+
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut notes: Vec<String> = Vec::new();
+        let footnote = |notes: &mut Vec<String>, text: String| -> String {
+            let n = match notes.iter().position(|t| *t == text) {
+                Some(p) => p + 1,
+                None => {
+                    notes.push(text);
+                    notes.len()
+                }
+            };
+            format!("[{n}]")
+        };
+        for f in &self.figures {
+            let mut row = vec![
+                f.spec.item.to_string(),
+                f.spec.title.clone(),
+                f.spec.unit.label().into(),
+            ];
+            let cell = |o: &Outcome, notes: &mut Vec<String>, who: &str| -> String {
+                match o {
+                    Outcome::Measured(st) => format!(
+                        "{} ({}–{})",
+                        f.spec.unit.format(st.median),
+                        f.spec.unit.format(st.min),
+                        f.spec.unit.format(st.max)
+                    ),
+                    Outcome::Skipped(r) => {
+                        format!("skipped {}", footnote(notes, format!("{who}: {r}")))
+                    }
+                    Outcome::Failed(r) => {
+                        format!("FAILED {}", footnote(notes, format!("{who}: {r}")))
+                    }
+                }
+            };
+            for c in &cols {
+                row.push(
+                    match f
+                        .subjects
+                        .iter()
+                        .find(|s| s.kind == Kind::Backend && &s.name == c)
+                    {
+                        Some(s) => cell(&s.outcome, &mut notes, c),
+                        None => "-".into(),
+                    },
+                );
+            }
+            row.push(match f.subjects.iter().find(|s| s.kind == Kind::Baseline) {
+                Some(s) => {
+                    let label = f.spec.baseline.unwrap_or("host");
+                    let c = cell(&s.outcome, &mut notes, label);
+                    if label == "raw host" {
+                        c
+                    } else {
+                        format!("{c} {label}")
+                    }
+                }
+                None => "-".into(),
+            });
+            let (r_ref, r_base) = self.ratios(f);
+            let (sub_name, ref_name) = (self.subject_of(f), self.reference_of(f));
+            row.push(match r_ref {
+                Some(r) if ref_name != i.reference || sub_name != i.subject => {
+                    format!("{r:.2}× ({sub_name}/{ref_name})")
+                }
+                Some(r) => format!("{r:.2}×"),
+                None => "-".into(),
+            });
+            row.push(r_base.map_or("-".into(), |r| format!("{r:.2}×")));
+            row.push(match (&f.spec.target, self.verdict(f)) {
+                (Some(t), Some(v)) => format!("{}: {}", t.text, v.label()),
+                _ => "-".into(),
+            });
+            rows.push(row);
+        }
+
+        let ncol = header.len();
+        let mut width = vec![0; ncol];
+        for r in std::iter::once(&header).chain(rows.iter()) {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |r: &[String]| -> String {
+            let mut s = String::new();
+            for (k, (c, w)) in r.iter().zip(&width).enumerate() {
+                if k + 1 == ncol {
+                    s.push_str(c);
+                } else {
+                    s.push_str(c);
+                    s.push_str(&" ".repeat(w - c.chars().count() + 2));
+                }
+            }
+            s.trim_end().to_string()
+        };
+
+        let mut out = String::new();
+        out.push_str(&format!(
+            "fsjail-bench, {} run, {} UTC: {} cores, Linux {}, load before the run {}\n",
+            i.mode, i.date_utc, i.cores, i.kernel, i.load_before
+        ));
+        out.push_str(&format!(
+            "each cell: median (min–max) of {} round{} after {} warm-up, subjects alternating; queue depth {}; took {:.0} s\n",
+            i.rounds,
+            if i.rounds == 1 { "" } else { "s" },
+            i.warmup,
+            i.depth,
+            i.elapsed_s
+        ));
+        for (name, template) in &i.backends {
+            out.push_str(&format!("  {name}: {template}\n"));
+        }
+        out.push('\n');
+        out.push_str(&line(&header));
+        out.push('\n');
+        for r in &rows {
+            out.push_str(&line(r));
+            out.push('\n');
+        }
+        if !notes.is_empty() {
+            out.push('\n');
+            for (k, n) in notes.iter().enumerate() {
+                out.push_str(&format!("[{}] {}\n", k + 1, n.replace('\n', "\n    ")));
+            }
+        }
+        out
+    }
+
+    /// The figures as JSON.
+    pub fn json(&self) -> Json {
+        let i = &self.info;
+        let figures = self
+            .figures
+            .iter()
+            .map(|f| {
+                let subjects = f
+                    .subjects
+                    .iter()
+                    .map(|s| {
+                        let kind = match s.kind {
+                            Kind::Backend => "backend",
+                            Kind::Baseline => "baseline",
+                        };
+                        let mut fields = vec![("kind", Json::str(kind))];
+                        match &s.outcome {
+                            Outcome::Measured(st) => {
+                                fields.push(("median", Json::num(Some(st.median))));
+                                fields.push(("min", Json::num(Some(st.min))));
+                                fields.push(("max", Json::num(Some(st.max))));
+                                fields.push((
+                                    "samples",
+                                    Json::Arr(
+                                        st.samples.iter().map(|v| Json::num(Some(*v))).collect(),
+                                    ),
+                                ));
+                            }
+                            Outcome::Skipped(r) => fields.push(("skipped", Json::str(r.clone()))),
+                            Outcome::Failed(r) => fields.push(("failed", Json::str(r.clone()))),
+                        }
+                        if !s.diagnostics.is_empty() {
+                            let d = s.diagnostics.iter().map(|(k, v)| (*k, Json::num(Some(*v))));
+                            fields.push(("diagnostics", Json::obj(d)));
+                        }
+                        (s.name.clone(), Json::obj(fields))
+                    })
+                    .collect::<Vec<_>>();
+                let (r_ref, r_base) = self.ratios(f);
+                let (sub_name, ref_name) = (self.subject_of(f), self.reference_of(f));
+                Json::obj([
+                    ("id", Json::str(f.spec.id)),
+                    ("item", Json::Num(f.spec.item as f64)),
+                    ("title", Json::str(f.spec.title.clone())),
+                    ("unit", Json::str(f.spec.unit.label())),
+                    (
+                        "better",
+                        Json::str(match f.spec.better {
+                            Better::Higher => "higher",
+                            Better::Lower => "lower",
+                        }),
+                    ),
+                    ("baseline", f.spec.baseline.map_or(Json::Null, Json::str)),
+                    ("subjects", Json::obj(subjects)),
+                    (
+                        "ratios",
+                        Json::obj([
+                            (format!("{sub_name}/{ref_name}"), Json::num(r_ref)),
+                            (format!("{sub_name}/baseline"), Json::num(r_base)),
+                        ]),
+                    ),
+                    (
+                        "target",
+                        match (&f.spec.target, self.verdict(f)) {
+                            (Some(t), Some(v)) => Json::obj([
+                                ("text", Json::str(t.text.clone())),
+                                ("verdict", Json::str(v.label().to_lowercase())),
+                            ]),
+                            _ => Json::Null,
+                        },
+                    ),
+                ])
+            })
+            .collect();
+        Json::obj([
+            ("tool", Json::str("fsjail-bench")),
+            ("schema", Json::Num(1.0)),
+            ("mode", Json::str(i.mode)),
+            ("date_utc", Json::str(i.date_utc.clone())),
+            ("command", Json::str(i.command.clone())),
+            ("cores", Json::Num(i.cores as f64)),
+            ("kernel", Json::str(i.kernel.clone())),
+            ("load_before", Json::str(i.load_before.clone())),
+            ("warmup", Json::Num(i.warmup as f64)),
+            ("rounds", Json::Num(i.rounds as f64)),
+            ("depth", Json::Num(i.depth as f64)),
+            ("elapsed_s", Json::num(Some(i.elapsed_s))),
+            ("subject", Json::str(i.subject.clone())),
+            ("reference", Json::str(i.reference.clone())),
+            (
+                "backends",
+                Json::obj(
+                    i.backends
+                        .iter()
+                        .map(|(n, t)| (n.clone(), Json::str(t.clone()))),
+                ),
+            ),
+            ("figures", Json::Arr(figures)),
+        ])
+    }
+}
+
+fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::{Stats, SubjectResult};
+
+    fn measured(name: &str, kind: Kind, v: f64) -> SubjectResult {
+        SubjectResult {
+            name: name.into(),
+            kind,
+            outcome: Outcome::Measured(Stats::of(vec![v]).unwrap()),
+            diagnostics: vec![],
+        }
+    }
+
+    fn report(figures: Vec<FigureResult>) -> Report {
+        Report {
+            info: RunInfo {
+                mode: "test",
+                date_utc: "2000-01-01 00:00".into(),
+                command: "x".into(),
+                cores: 2,
+                kernel: "6".into(),
+                load_before: "0".into(),
+                warmup: 1,
+                rounds: 1,
+                depth: 1,
+                backends: vec![],
+                subject: "a".into(),
+                reference: "b".into(),
+                elapsed_s: 1.0,
+            },
+            figures,
+        }
+    }
+
+    #[test]
+    fn ratios_and_verdicts() {
+        let spec = FigureSpec::new("m", 1, "meta", Unit::OpsPerSec, Better::Higher)
+            .baseline("raw host")
+            .target("≥1.3× b", vec![Goal::Reference(1.3)]);
+        let f = FigureResult {
+            spec,
+            subjects: vec![
+                measured("a", Kind::Backend, 130.0),
+                measured("b", Kind::Backend, 100.0),
+                measured("raw", Kind::Baseline, 1000.0),
+            ],
+        };
+        let lower = FigureResult {
+            spec: FigureSpec::new("r", 8, "rss", Unit::KiB, Better::Lower)
+                .target("≤ 4 MiB", vec![Goal::Absolute(4096.0)]),
+            subjects: vec![measured("a", Kind::Backend, 5000.0)],
+        };
+        let r = report(vec![f, lower]);
+        let (x, y) = r.ratios(&r.figures[0]);
+        assert!((x.unwrap() - 1.3).abs() < 1e-9);
+        assert!((y.unwrap() - 0.13).abs() < 1e-9);
+        assert_eq!(r.verdict(&r.figures[0]), Some(Verdict::Met));
+        assert_eq!(r.verdict(&r.figures[1]), Some(Verdict::Missed));
+        let t = r.table();
+        assert!(t.contains("130 (130–130)"), "{t}");
+        assert!(t.contains("MISSED"), "{t}");
+        assert!(r.json().to_pretty().contains("\"a/b\": 1.3"));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(Unit::OpsPerSec.format(123456.0), "123k");
+        assert_eq!(Unit::OpsPerSec.format(1234567.0), "1.23M");
+        assert_eq!(Unit::OpsPerSec.format(12.345), "12.3");
+        assert_eq!(Unit::GBps.format(1.234), "1.23");
+    }
+}
