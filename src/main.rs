@@ -5,7 +5,9 @@ mod check;
 mod cli;
 mod logger;
 mod run;
+mod seccomp_cmd;
 mod serve;
+mod serve_setup;
 mod worker;
 
 use std::process::ExitCode;
@@ -17,5 +19,6 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run::main(args),
         cli::Command::Check(args) => check::main(args),
         cli::Command::Worker(args) => worker::main(args),
+        cli::Command::Seccomp(args) => seccomp_cmd::main(args),
     }
 }
