@@ -321,3 +321,21 @@ mod cache_policy_str {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod sandbox_mode_tests {
+    use super::SandboxMode;
+
+    #[test]
+    fn sandbox_names_parse_and_print() {
+        for s in ["namespace", "chroot", "none"] {
+            assert_eq!(s.parse::<SandboxMode>().unwrap().to_string(), s);
+        }
+        let err = "Namespace".parse::<SandboxMode>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid sandbox \"Namespace\": expected one of \"namespace\", \"chroot\", \"none\""
+        );
+        assert!("".parse::<SandboxMode>().is_err());
+    }
+}
