@@ -99,7 +99,7 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     let tag = crate::serve_setup::share_tag(&args.shared_dir);
     let socket = match (&args.socket_path, args.fd) {
         (Some(path), _) => path.clone(),
-        (None, Some(fd)) => PathBuf::from(format!("inherited-fd-{fd}")),
+        (None, Some(fd)) => PathBuf::from(format!("inherited fd {fd}")),
         (None, None) => return Err(ServeError::SocketChoice),
     };
     let mut share = ShareConfig::new(&tag, root, socket);

@@ -90,8 +90,21 @@ impl Worker {
         s
     }
 
+    /// The process that serves the share: the jailed worker (the broker's one child) when
+    /// `fsjail serve` runs one, else the process we started.
+    fn server_pid(&self) -> u32 {
+        let pid = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default();
+        let kids: Vec<u32> = children.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        match kids.as_slice() {
+            [worker] => *worker,
+            _ => pid,
+        }
+    }
+
     fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", self.server_pid()))
             .unwrap()
             .count()
     }
@@ -545,7 +558,8 @@ fn sync_requests_reach_the_host() {
         "-o",
         trace_arg,
     ];
-    let mut w = Worker::start_under(&wrapper, &[]);
+    // With the sandbox off, so the descriptors strace names are host paths.
+    let mut w = Worker::start_under(&wrapper, &["--sandbox", "none"]);
     let shared = std::fs::canonicalize(w.shared()).unwrap();
     {
         let fs = w.session(None);

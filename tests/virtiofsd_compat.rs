@@ -157,7 +157,7 @@ fn libvirt_separate_options_argv_serves_a_share() {
     let st = d.wait_exit(Duration::from_secs(10));
     assert!(st.success(), "{st}\n{}", d.log());
     let log = d.log();
-    assert!(log.contains("[share] INFO: serving"), "{log}");
+    assert!(log.contains("jailed (namespace sandbox)"), "{log}");
     assert!(log.contains("inherited fd"), "{log}");
 }
 

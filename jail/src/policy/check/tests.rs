@@ -139,7 +139,7 @@ fn unknown_key_in_share() {
     let f = Fixture::new();
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\ncahce = \"never\"\n"),
-        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `num_request_queues`"
+        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`"
     );
 }
 
