@@ -298,3 +298,48 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Two shares, two workers: each worker's root is its own share, its mount table holds nothing
+/// of the other, and its guest cannot name the other share's files.
+#[test]
+fn two_shares_worker_a_cannot_see_share_b() {
+    let dir = Dir::new();
+    dir.write_policy(&dir.shares_policy(&["a", "b"], ""));
+    fs::write(dir.path().join("b/secret-of-b"), b"b only\n").unwrap();
+    let mut broker = Broker::start(&dir);
+    let a = broker.wait_worker("a", 1);
+    let b = broker.wait_worker("b", 1);
+    assert_ne!(a, b);
+
+    let root_of = |pid: i32| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(format!("/proc/{pid}/root"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(root_of(a), vec!["hello.txt"]);
+    assert_eq!(root_of(b), vec!["hello.txt", "secret-of-b"]);
+
+    let b_path = fs::canonicalize(dir.path().join("b")).unwrap();
+    let mountinfo = fs::read_to_string(format!("/proc/{a}/mountinfo")).unwrap();
+    assert!(
+        !mountinfo.contains(b_path.to_str().unwrap()),
+        "worker a's mount table names share b:\n{mountinfo}"
+    );
+    for ns in ["mnt", "pid", "net"] {
+        let na = fs::read_link(format!("/proc/{a}/ns/{ns}")).unwrap();
+        let nb = fs::read_link(format!("/proc/{b}/ns/{ns}")).unwrap();
+        assert_ne!(na, nb, "workers a and b share their {ns} namespace");
+    }
+
+    // Through the guest side of a: neither b's file nor a way up to it.
+    use guest_driver::{Device, Error, Session};
+    let dev = std::sync::Arc::new(Device::connect(dir.socket("a")).unwrap());
+    let s = Session::new(dev);
+    s.init().unwrap();
+    assert!(matches!(s.lookup(1, "secret-of-b"), Err(Error::Errno(libc::ENOENT))));
+    assert!(matches!(s.lookup(1, ".."), Err(Error::Errno(libc::EINVAL))));
+    assert_eq!(guest_reads(&dir.socket("b"), "secret-of-b"), b"b only\n");
+}
