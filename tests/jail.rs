@@ -214,6 +214,9 @@ fn check_credentials(j: &Jailed, caps: &str) {
     assert_eq!(j.status("CapAmb"), "0000000000000000");
     // The test runs with supplementary group 0 (root's): the worker must not inherit it.
     assert_eq!(j.status("Groups"), "");
+    // Step 9: the worker allowlist plus the clone3 filter, in filter mode.
+    assert_eq!(j.status("Seccomp"), "2");
+    assert_eq!(j.status("Seccomp_filters"), "2");
 }
 
 fn check_limits(j: &Jailed) {
