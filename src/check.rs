@@ -11,7 +11,17 @@ use jail::policy::{self, plan, IdMap, Policy, ShareConfig};
 
 /// Validate a policy file and print, per share, the effective settings and the jail it builds.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "check")]
+#[argh(
+    subcommand,
+    name = "check",
+    example = "\u{00A0} fsjail check --policy policies/example.toml",
+    note = "\
+    Nothing is started and nothing is created. The output is itself a valid policy: every key \
+    of every share with its default filled in, followed by the jail steps (namespaces, mounts, \
+    rlimits, capabilities, seccomp) as comments. Errors go to stderr, each naming the file, the \
+    line and the key.",
+    error_code(2, "the policy file is invalid")
+)]
 pub struct CheckArgs {
     /// the policy file (TOML)
     #[argh(option)]

@@ -49,8 +49,11 @@ pub enum Command {
     Let QEMU running as qemu:kvm connect, log to the journal:\n\
     \u{00A0} {command_name} --socket-path /run/fsjail/vm1.sock --socket-group kvm --shared-dir /srv/vm1 --syslog",
     note = "\
-    Exactly one of --socket-path and --fd is required. The process serves one frontend \
-    connection and exits 0 when it disconnects, as virtiofsd does; it exits 1 with a message \
+    Exactly one of --socket-path and --fd is required. fsjail binds (or takes) the socket, \
+    then, with the default --sandbox namespace, runs a jailed worker for the share (the same \
+    broker and jail as `fsjail run`: new namespaces, the share as root, six capabilities, the \
+    seccomp filter last). It serves one frontend connection and exits 0 when it disconnects, \
+    as virtiofsd does; it exits 1 with a message \
     on stderr when the command line or the setup is wrong. When $NOTIFY_SOCKET is set it sends \
     READY=1 once the socket listens. Log lines carry the pid and the shared directory's name; \
     lines a guest can trigger are rate-limited (10 per call site per 5 s). \

@@ -8,7 +8,16 @@ use seccomp::{Arch, FilterKind};
 
 /// Show the seccomp filters compiled into fsjail (policies/seccomp).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "seccomp")]
+#[argh(
+    subcommand,
+    name = "seccomp",
+    example = "\u{00A0} fsjail seccomp list\n\u{00A0} fsjail seccomp list --arch aarch64",
+    note = "\
+    The filters are compiled from policies/seccomp/<arch>/*.json when fsjail is built, for \
+    x86_64 and aarch64 alike. A worker installs them last in its jail; `--seccomp trap` (or \
+    `seccomp = \"trap\"` in a policy) names a blocked call in the log, `log` lets it through \
+    and lets the kernel log it."
+)]
 pub struct SeccompArgs {
     #[argh(subcommand)]
     pub command: SeccompCommand,

@@ -41,7 +41,14 @@ use vhost::vhost_user::Listener;
 
 /// Internal: a jailed worker started by the broker. Not for direct use.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "worker")]
+#[argh(
+    subcommand,
+    name = "worker",
+    note = "\
+    The broker (`fsjail run`, `fsjail serve`) starts this inside the new namespaces with the \
+    control socket on the given fd; the share's settings and the listening socket arrive over \
+    it. The worker then takes jail steps 3 to 9 and serves one frontend connection."
+)]
 pub struct WorkerArgs {
     /// the control socket fd inherited from the broker
     #[argh(option)]
