@@ -360,6 +360,26 @@ impl Process {
         Ok(total)
     }
 
+    /// VmRSS of the serving process, in KiB: the process of the tree with no children of its
+    /// own (the backend itself, or the jailed worker below `fsjail serve`'s broker), summed if
+    /// there are several. The whole tree is [`Process::tree_rss_kib`].
+    pub fn worker_rss_kib(&self) -> Result<u64> {
+        let tree = tree_links(self.pid());
+        let mut total = 0;
+        for &(pid, _) in &tree {
+            if tree.iter().any(|&(_, parent)| parent == pid) {
+                continue;
+            }
+            if let Some(kib) = status_field_kib(pid, "VmRSS:") {
+                total += kib;
+            }
+        }
+        if total == 0 {
+            return Err(self.failure("no VmRSS in /proc (process gone?)"));
+        }
+        Ok(total)
+    }
+
     /// Stops the process group: SIGTERM, then SIGKILL after a grace period.
     pub fn stop(&mut self) {
         if self.exited().is_some() {
@@ -394,6 +414,11 @@ fn read_tail(path: &Path, lines: usize) -> String {
 
 /// `pid` and every process below it (from /proc/*/stat parent links).
 pub fn descendants(pid: u32) -> Vec<u32> {
+    tree_links(pid).into_iter().map(|(p, _)| p).collect()
+}
+
+/// `(pid, parent)` for `pid` (parent 0 here) and every process below it.
+fn tree_links(pid: u32) -> Vec<(u32, u32)> {
     let mut parent_of = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
@@ -405,16 +430,11 @@ pub fn descendants(pid: u32) -> Vec<u32> {
             }
         }
     }
-    let mut out = vec![pid];
+    let mut out = vec![(pid, 0)];
     let mut i = 0;
     while i < out.len() {
-        let cur = out[i];
-        out.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == cur)
-                .map(|(p, _)| *p),
-        );
+        let cur = out[i].0;
+        out.extend(parent_of.iter().filter(|(_, pp)| *pp == cur).copied());
         i += 1;
     }
     out
@@ -537,5 +557,14 @@ mod tests {
         let me = std::process::id();
         assert!(descendants(me).contains(&me));
         assert!(status_field_kib(me, "VmRSS:").unwrap() > 0);
+        // A child shows up below us, as our child.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let links = tree_links(me);
+        assert!(links.contains(&(child.id(), me)), "{links:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

@@ -2,6 +2,7 @@
 //! RAM and sets up the virtqueues. virtio-fs numbering: queue 0 is hiprio, 1.. are requests.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -333,18 +334,25 @@ impl Device {
     }
 }
 
+/// Connects to the backend's socket, retrying until `timeout` while it is missing or not yet
+/// listening. The socket is connected here rather than by `Frontend::connect`, which sleeps
+/// 100 ms on ECONNREFUSED: a socket file exists from bind() but refuses until listen(), so a
+/// caller that waits for the file and then connects would often pay those 100 ms (start-time
+/// figures showed them as outliers for every backend).
 fn connect_retrying(path: &Path, num_queues: u64, timeout: Duration) -> Result<Frontend> {
     let deadline = Instant::now() + timeout;
     loop {
-        match Frontend::connect(path, num_queues) {
-            Ok(fe) => return Ok(fe),
+        match UnixStream::connect(path) {
+            Ok(sock) => return Ok(Frontend::from_stream(sock, num_queues)),
             Err(e) if Instant::now() >= deadline => {
                 return Err(Error::Connect {
                     path: path.display().to_string(),
-                    source: e,
+                    source: vhost::Error::VhostUserProtocol(
+                        vhost::vhost_user::Error::SocketConnect(e),
+                    ),
                 })
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use guest_driver::abi::{EntryOut, Opcode};
-use guest_driver::fuse_client::parse_exact;
+use guest_driver::fuse_client::{parse_exact, OUT_HEADER_LEN};
 use guest_driver::{BackendRequestHandler, Completion, Pending, Session};
 
 use crate::backend::{BackendSpec, ConnectOptions, Connection, SpawnDirs};
@@ -170,42 +170,20 @@ pub fn parse<T: vm_memory::ByteValued + Default>(who: &str, op: Opcode, body: &[
     parse_exact(op, body).ctx(|| format!("{who}: {op:?} reply"))
 }
 
-/// Waits for a data reply and checks its header (unique echoed, no error, length equal to
-/// the used length and to `OUT_HEADER + want`) without copying the payload out of guest
-/// memory: the payload stays in the completion's second writable buffer for spot checks.
-/// (`Session::complete` would copy every byte into a fresh Vec, a second memcpy per READ
-/// that no guest does.)
+/// Waits for a data reply and checks it as `Session::complete` does (unique echoed, no error,
+/// header length equal to the used length), and that it carries exactly `want` bytes, without
+/// copying the payload out of guest memory: the payload stays in the completion's writable
+/// buffers for spot checks. (`Session::complete` would copy every byte into a fresh Vec, a
+/// second memcpy per READ that no guest does.)
 pub fn complete_data(s: &Session, who: &str, p: Pending, want: usize) -> Result<Completion> {
-    let q = s.device().queue(p.queue).ctx(|| who.to_string())?;
-    let c = q
-        .wait(p.token, s.timeout())
-        .ctx(|| format!("{who}: waiting for opcode {}", p.opcode))?;
-    let w = c.writable();
-    let hdr = w
-        .first()
-        .ok_or_else(|| BenchError::Check(format!("{who}: reply without a header buffer")))?
-        .read_at(0, 16)
-        .ctx(|| who.to_string())?;
-    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-    let error = i32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-    let unique = u64::from_le_bytes(hdr[8..16].try_into().unwrap_or([0; 8]));
-    if unique != p.unique || len != c.used_len {
+    let opcode = p.opcode;
+    let c = s
+        .complete_in_place(p)
+        .ctx(|| format!("{who}: opcode {opcode}"))?;
+    let body = c.written_len().saturating_sub(OUT_HEADER_LEN);
+    if body != want {
         return Err(BenchError::Check(format!(
-            "{who}: reply header unique {unique} len {len}, want {} and used len {}",
-            p.unique, c.used_len
-        )));
-    }
-    if error != 0 {
-        return Err(BenchError::driver(
-            format!("{who}: opcode {}", p.opcode),
-            guest_driver::Error::Errno(-error),
-        ));
-    }
-    if len as usize != 16 + want {
-        return Err(BenchError::Check(format!(
-            "{who}: opcode {} returned {} bytes, want {want}",
-            p.opcode,
-            len as usize - 16
+            "{who}: opcode {opcode} returned {body} bytes, want {want}"
         )));
     }
     Ok(c)
@@ -213,11 +191,16 @@ pub fn complete_data(s: &Session, who: &str, p: Pending, want: usize) -> Result<
 
 /// The first 8 payload bytes of a completion from [`complete_data`].
 pub fn first_word(c: &Completion, who: &str) -> Result<Vec<u8>> {
-    c.writable()
-        .get(1)
-        .ok_or_else(|| BenchError::Check(format!("{who}: reply without a data buffer")))?
-        .read_at(0, 8)
-        .ctx(|| who.to_string())
+    let mut word = vec![0u8; 8];
+    let n = c
+        .copy_written(OUT_HEADER_LEN, &mut word)
+        .ctx(|| who.to_string())?;
+    if n != word.len() {
+        return Err(BenchError::Check(format!(
+            "{who}: reply without a data word"
+        )));
+    }
+    Ok(word)
 }
 
 /// Notification counters of the request queues since connecting: kicks (driver → device)

@@ -104,10 +104,17 @@ impl ZeroCopyReader for Reader<'_> {
         count: usize,
         off: u64,
     ) -> io::Result<usize> {
-        self.segs
-            .transfer(count, off, Some(io::ErrorKind::WriteZero), |bufs, off| {
-                f.write_vectored_at_volatile(bufs, off)
-            })
+        self.segs.transfer(
+            count,
+            off,
+            Some(io::ErrorKind::WriteZero),
+            |bufs, off| match bufs {
+                // One buffer (a payload in one descriptor): pwrite. File's vectored call
+                // builds a Vec of iovecs on every call, a heap allocation per WRITE.
+                [one] => f.write_at_volatile(*one, off),
+                _ => f.write_vectored_at_volatile(bufs, off),
+            },
+        )
     }
 }
 

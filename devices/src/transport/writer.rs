@@ -94,9 +94,13 @@ impl ZeroCopyWriter for Writer<'_> {
         count: usize,
         off: u64,
     ) -> io::Result<usize> {
-        self.segs.transfer(count, off, None, |bufs, off| {
-            f.read_vectored_at_volatile(bufs, off)
-        })
+        self.segs
+            .transfer(count, off, None, |bufs, off| match bufs {
+                // One buffer (a payload in one descriptor): pread. File's vectored call builds a
+                // Vec of iovecs on every call, a heap allocation per READ.
+                [one] => f.read_at_volatile(*one, off),
+                _ => f.read_vectored_at_volatile(bufs, off),
+            })
     }
 
     fn available_bytes(&self) -> usize {

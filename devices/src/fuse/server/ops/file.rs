@@ -11,7 +11,7 @@ use fuse_backend_rs::api::filesystem::FileLock as FsFileLock;
 use fuse_backend_rs::api::filesystem::FileSystem;
 use vm_memory::ByteValued;
 
-use super::{name_err, Request};
+use super::{name_err, NameBuf, Request};
 use crate::fuse::abi::{
     CopyFileRangeIn, CreateIn, FallocateIn, FileLock, FlushIn, FsyncIn, IoctlIn, LkIn, LkOut,
     LseekIn, LseekOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, SyncfsIn, WriteIn,
@@ -54,8 +54,9 @@ where
 
     pub(super) fn create(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<CreateIn>()?;
-        let body = req.rest()?;
-        let name = single_entry_name(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let name = single_entry_name(body).map_err(name_err)?;
         let args = FsCreateIn {
             flags: arg.flags,
             mode: arg.mode,
@@ -76,8 +77,9 @@ where
         let arg = req.read::<CreateIn>()?;
         // Linux sends the new dentry's name ("/") after the struct, as for CREATE. It names
         // nothing and is ignored, but it must be one NUL-terminated string ending the request.
-        let body = req.rest()?;
-        if !body.is_empty() && !split_cstr(&body).map_err(name_err)?.1.is_empty() {
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        if !body.is_empty() && !split_cstr(body).map_err(name_err)?.1.is_empty() {
             return Err(err(libc::EINVAL));
         }
         let seq = self.tmpfile_seq.fetch_add(1, Ordering::Relaxed);

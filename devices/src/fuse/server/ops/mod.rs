@@ -7,12 +7,12 @@ mod file;
 mod node;
 
 use std::io;
-use std::mem::size_of;
+use std::mem::{size_of, MaybeUninit};
 
 use fuse_backend_rs::api::filesystem::{Context, FileSystem};
 use vm_memory::ByteValued;
 
-use super::{err, reply, Server};
+use super::{err, reply, Server, MAX_NAMES_LEN};
 use crate::fuse::abi::{InHeader, Opcode};
 use crate::transport::{Reader, Writer};
 
@@ -37,13 +37,37 @@ impl Request<'_> {
         self.r.read_obj::<T>()
     }
 
-    /// Copies the rest of the request (names, xattr values). Its length was bounded when the
-    /// header was checked.
+    /// Copies the rest of the request onto the heap: for SETXATTR, whose value may be up to
+    /// XATTR_SIZE_MAX. Its length was bounded when the header was checked.
     fn rest(&mut self) -> io::Result<Vec<u8>> {
         let len = self.r.available_bytes();
         let mut buf = Vec::with_capacity(len);
         self.r.read_to_vec(&mut buf, len)?;
         Ok(buf)
+    }
+
+    /// Copies the rest of the request, which holds only names (entry names, a symlink target,
+    /// an xattr name), into `buf`: onto the stack for every well-formed request, so LOOKUP,
+    /// CREATE and the like allocate nothing. The bytes are copied out of guest memory once, as
+    /// with [`Request::rest`], and checked on the copy.
+    fn names<'b>(&mut self, buf: &'b mut NameBuf) -> io::Result<&'b [u8]> {
+        let len = self.r.available_bytes();
+        if len > MAX_NAMES_LEN {
+            // Always malformed (no names-only body is this long), but it goes to the heap and
+            // through the same checks, so the guest gets the same errno as for any other
+            // bad name rather than a new one for its size.
+            self.r.read_to_vec(&mut buf.heap, len)?;
+            return Ok(&buf.heap);
+        }
+        let part = &mut buf.stack[..len];
+        // Only the bytes used are initialised (a name is usually a few bytes; the buffer is
+        // 4 KiB).
+        part.fill(MaybeUninit::new(0));
+        // SAFETY: all `len` bytes of `part` were initialised just above, and any byte is a
+        // valid u8. The slice borrows `buf` mutably for 'b, so nothing else can reach it.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(part.as_mut_ptr().cast::<u8>(), len) };
+        io::Read::read_exact(&mut self.r, bytes)?;
+        Ok(bytes)
     }
 
     /// A reply with a fixed body.
@@ -57,6 +81,23 @@ impl Request<'_> {
             return Err(err(libc::EINVAL));
         }
         Ok(())
+    }
+}
+
+/// Room for one request's names, on the handler's stack: every well-formed names-only body
+/// (two entry names, or a name and a symlink target) fits in `MAX_NAMES_LEN` bytes. `heap` is
+/// only used, and only allocates, for a longer (malformed) body.
+pub(crate) struct NameBuf {
+    stack: [MaybeUninit<u8>; MAX_NAMES_LEN],
+    heap: Vec<u8>,
+}
+
+impl NameBuf {
+    pub(crate) fn new() -> Self {
+        NameBuf {
+            stack: [MaybeUninit::uninit(); MAX_NAMES_LEN],
+            heap: Vec::new(),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use fuse_backend_rs::api::filesystem::{
 };
 use vm_memory::ByteValued;
 
-use super::{name_err, Request};
+use super::{name_err, NameBuf, Request};
 use crate::fuse::abi::{
     self, AccessIn, BatchForgetIn, ForgetIn, ForgetOne, GetattrIn, GetxattrIn, GetxattrOut,
     LinkIn, MkdirIn, MknodIn, Rename2In, RenameIn, SetattrIn, SetxattrIn, GETATTR_FH,
@@ -34,8 +34,9 @@ where
     }
 
     pub(super) fn lookup(&self, req: &mut Request<'_>) -> io::Result<usize> {
-        let body = req.rest()?;
-        let name = single_entry_name(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let name = single_entry_name(body).map_err(name_err)?;
         let entry = self.fs.lookup(&req.ctx, req.nodeid(), name)?;
         self.entry_reply(req, &entry)
     }
@@ -103,8 +104,9 @@ where
     }
 
     pub(super) fn symlink(&self, req: &mut Request<'_>) -> io::Result<usize> {
-        let body = req.rest()?;
-        let (name, rest) = split_cstr(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let (name, rest) = split_cstr(body).map_err(name_err)?;
         let name = crate::fuse::server::names::check_entry_name(name).map_err(name_err)?;
         let (target, tail) = split_cstr(rest).map_err(name_err)?;
         let target = check_link_target(target).map_err(name_err)?;
@@ -117,8 +119,9 @@ where
 
     pub(super) fn mknod(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<MknodIn>()?;
-        let body = req.rest()?;
-        let name = single_entry_name(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let name = single_entry_name(body).map_err(name_err)?;
         let entry =
             self.fs.mknod(&req.ctx, req.nodeid(), name, arg.mode, arg.rdev, arg.umask)?;
         self.entry_reply(req, &entry)
@@ -126,22 +129,25 @@ where
 
     pub(super) fn mkdir(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<MkdirIn>()?;
-        let body = req.rest()?;
-        let name = single_entry_name(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let name = single_entry_name(body).map_err(name_err)?;
         let entry = self.fs.mkdir(&req.ctx, req.nodeid(), name, arg.mode, arg.umask)?;
         self.entry_reply(req, &entry)
     }
 
     pub(super) fn unlink(&self, req: &mut Request<'_>) -> io::Result<usize> {
-        let body = req.rest()?;
-        let name = single_entry_name(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let name = single_entry_name(body).map_err(name_err)?;
         self.fs.unlink(&req.ctx, req.nodeid(), name)?;
         req.ok(&[])
     }
 
     pub(super) fn rmdir(&self, req: &mut Request<'_>) -> io::Result<usize> {
-        let body = req.rest()?;
-        let name = single_entry_name(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let name = single_entry_name(body).map_err(name_err)?;
         self.fs.rmdir(&req.ctx, req.nodeid(), name)?;
         req.ok(&[])
     }
@@ -160,16 +166,18 @@ where
     }
 
     fn do_rename(&self, req: &mut Request<'_>, newdir: u64, flags: u32) -> io::Result<usize> {
-        let body = req.rest()?;
-        let (old, new) = two_entry_names(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let (old, new) = two_entry_names(body).map_err(name_err)?;
         self.fs.rename(&req.ctx, req.nodeid(), old, newdir, new, flags)?;
         req.ok(&[])
     }
 
     pub(super) fn link(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<LinkIn>()?;
-        let body = req.rest()?;
-        let name = single_entry_name(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let name = single_entry_name(body).map_err(name_err)?;
         let entry = self.fs.link(&req.ctx, arg.oldnodeid, req.nodeid(), name)?;
         self.entry_reply(req, &entry)
     }
@@ -203,8 +211,9 @@ where
 
     pub(super) fn getxattr(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<GetxattrIn>()?;
-        let body = req.rest()?;
-        let (name, tail) = split_cstr(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let (name, tail) = split_cstr(body).map_err(name_err)?;
         let name = check_xattr_name(name).map_err(name_err)?;
         if !tail.is_empty() {
             return Err(err(libc::EINVAL));
@@ -252,8 +261,9 @@ where
     }
 
     pub(super) fn removexattr(&self, req: &mut Request<'_>) -> io::Result<usize> {
-        let body = req.rest()?;
-        let (name, tail) = split_cstr(&body).map_err(name_err)?;
+        let mut names = NameBuf::new();
+        let body = req.names(&mut names)?;
+        let (name, tail) = split_cstr(body).map_err(name_err)?;
         let name = check_xattr_name(name).map_err(name_err)?;
         if !tail.is_empty() {
             return Err(err(libc::EINVAL));
