@@ -111,6 +111,7 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     share.num_request_queues = args.num_request_queues;
     share.dax_window = args.dax_window.0;
     share.blksize = args.blksize;
+    share.max_write = args.max_write;
     share.restart = RestartPolicy::Never;
     if let Some(limit) = args.rlimit_nofile {
         share.rlimit_nofile = limit;

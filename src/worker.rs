@@ -161,6 +161,7 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     let options = ServerOptions {
         dax_window: share.dax_window,
         blksize: share.blksize,
+        max_write: share.max_write,
         ..ServerOptions::default()
     };
     let server = Server::try_new(policy, options, Some(prepared.share_root))

@@ -169,3 +169,16 @@ fn two_request_queues_both_work() {
     s.release(e.nodeid, o.fh, 0, 0, 0).unwrap();
 }
 
+
+/// `--max-write` reaches the jailed worker: INIT offers it (default path, not `--sandbox none`).
+#[test]
+fn max_write_reaches_the_jailed_worker() {
+    let cfg = Config {
+        fsjail_args: vec!["--max-write".into(), "65536".into()],
+        ..Config::default()
+    };
+    let b = Backend::start(Kind::Fsjail, &cfg);
+    let s = b.connect(b.options());
+    let init = s.init().unwrap();
+    assert_eq!(init.max_write, 65536);
+}

@@ -371,6 +371,7 @@ fn check_share(
         seccomp: seccomp?,
         dax_window: dax_window?,
         blksize: blksize?,
+        max_write: super::defaults::MAX_WRITE,
     })
 }
 

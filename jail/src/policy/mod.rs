@@ -107,6 +107,10 @@ pub struct ShareConfig {
     /// The guest page size: every attribute reply's st_blksize is clamped to it.
     #[serde(default = "defaults::blksize")]
     pub blksize: u32,
+    /// Largest READ/WRITE payload offered in FUSE INIT (`fsjail serve --max-write`; policy
+    /// files keep the default).
+    #[serde(default = "defaults::max_write")]
+    pub max_write: u32,
 }
 
 /// One line of a uid/gid map: `count` ids starting at `guest` map to ids starting at `host`.
@@ -219,6 +223,11 @@ pub mod defaults {
     pub(crate) fn blksize() -> u32 {
         BLKSIZE
     }
+    /// FUSE INIT's max_write: 1 MiB, what Linux guests use with virtio-fs.
+    pub const MAX_WRITE: u32 = 1 << 20;
+    pub(crate) fn max_write() -> u32 {
+        MAX_WRITE
+    }
     /// virtio-fs: the tag field of the device config is 36 bytes.
     pub const TAG_MAX_LEN: usize = 36;
     /// Largest policy file read: far more than any real policy needs.
@@ -297,6 +306,7 @@ impl ShareConfig {
             seccomp: seccomp::Mode::Kill,
             dax_window: 0,
             blksize: defaults::BLKSIZE,
+            max_write: defaults::MAX_WRITE,
         }
     }
 
