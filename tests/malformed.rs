@@ -257,6 +257,14 @@ fn bad_names() {
         ("empty", name(b""), libc::EINVAL),
         ("256 bytes", name(&[b'a'; 256]), libc::ENAMETOOLONG),
         ("4096 bytes", name(&[b'a'; 4096]), libc::ENAMETOOLONG),
+        // Longer than any valid names part: the server copies these to the heap rather than
+        // its stack buffer, and they must still get the same errno as shorter bad names.
+        ("8192 bytes", name(&[b'a'; 8192]), libc::ENAMETOOLONG),
+        (
+            "junk after NUL past 4 KiB",
+            [&b"file\0"[..], &[b'j'; 8192]].concat(),
+            libc::EINVAL,
+        ),
         (".", name(b"."), libc::EINVAL),
         ("..", name(b".."), libc::EINVAL),
     ];

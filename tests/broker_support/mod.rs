@@ -26,7 +26,10 @@ pub struct Dir {
 
 impl Dir {
     pub fn new() -> Dir {
-        let dir = tempfile::Builder::new().prefix("fsjail-broker.").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("fsjail-broker.")
+            .tempdir()
+            .unwrap();
         // Reachable by an unprivileged broker too (tests that drop privileges chown it).
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         Dir { dir }
@@ -42,7 +45,11 @@ impl Dir {
 
     /// `$D` in `text` is replaced by the directory.
     pub fn write_policy(&self, text: &str) {
-        fs::write(self.policy(), text.replace("$D", &self.path().display().to_string())).unwrap();
+        fs::write(
+            self.policy(),
+            text.replace("$D", &self.path().display().to_string()),
+        )
+        .unwrap();
     }
 
     /// A `[broker]` table with a private runtime dir, then one `[[share]]` per tag, each
@@ -68,7 +75,11 @@ impl Dir {
 
     /// Runs `fsjail ARGS` to completion in the directory.
     pub fn fsjail(&self, args: &[&str]) -> (ExitStatus, String, String) {
-        let out = Command::new(FSJAIL).args(args).current_dir(self.path()).output().unwrap();
+        let out = Command::new(FSJAIL)
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .unwrap();
         (
             out.status,
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -108,7 +119,12 @@ impl Broker {
             .stderr(log_file);
         let child = cmd.spawn().unwrap();
         let pid = child.id() as i32;
-        Broker { child: Some(child), pid, log, seen_workers: Vec::new() }
+        Broker {
+            child: Some(child),
+            pid,
+            log,
+            seen_workers: Vec::new(),
+        }
     }
 
     pub fn log(&self) -> String {
@@ -163,7 +179,10 @@ impl Broker {
                 return pid;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for worker #{n} of {tag:?}:\n{}", self.log());
+                panic!(
+                    "timed out waiting for worker #{n} of {tag:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -220,7 +239,10 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             if let Ok(text) = fs::read_to_string(task.path().join("children")) {
-                out.extend(text.split_whitespace().filter_map(|s| s.parse::<i32>().ok()));
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|s| s.parse::<i32>().ok()),
+                );
             }
         }
     }
@@ -252,7 +274,11 @@ pub fn wait_path(path: &Path, present: bool) {
     let deadline = Instant::now() + TIMEOUT;
     while path.exists() != present {
         if Instant::now() > deadline {
-            panic!("{} still {}", path.display(), if present { "missing" } else { "present" });
+            panic!(
+                "{} still {}",
+                path.display(),
+                if present { "missing" } else { "present" }
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

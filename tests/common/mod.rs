@@ -318,9 +318,12 @@ impl Backend {
     /// (the only child of the broker we started), else the backend process itself.
     pub fn server_pid(&self) -> u32 {
         let pid = self.child.id();
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
-        let kids: Vec<u32> = children.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let kids: Vec<u32> = children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
         match kids.as_slice() {
             [worker] => *worker,
             _ => pid,
@@ -405,7 +408,11 @@ pub fn mount_tmpfs(dir: &Path) -> Option<MountGuard> {
         )
     };
     if r != 0 {
-        eprintln!("SKIP: cannot mount a tmpfs at {}: {}", dir.display(), std::io::Error::last_os_error());
+        eprintln!(
+            "SKIP: cannot mount a tmpfs at {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
         return None;
     }
     Some(MountGuard(dir.to_path_buf()))

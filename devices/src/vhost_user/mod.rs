@@ -1,6 +1,7 @@
 //! The vhost-user side of the device: feature negotiation with the frontend, one thread per
 //! request queue, and the loop that moves descriptor chains through the FUSE server.
 
+mod memory;
 mod queue;
 
 use std::io;
@@ -154,12 +155,23 @@ where
         self.event_idx.store(enabled, std::sync::atomic::Ordering::Release);
     }
 
+    /// Refuses a table with a region past the end of its file (see [`memory::check_backing`]):
+    /// the error ends the connection before any later message touches the memory, and the
+    /// queue threads get no memory to touch.
     fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
+        let checked = memory::check_backing(&vm_memory::GuestAddressSpace::memory(&mem));
+        let mem = match checked {
+            Ok(()) => Some(mem),
+            Err(ref e) => {
+                error!("refusing the frontend's guest memory table: {e}");
+                None
+            }
+        };
         match self.mem.write() {
-            Ok(mut slot) => *slot = Some(mem),
-            Err(poisoned) => *poisoned.into_inner() = Some(mem),
+            Ok(mut slot) => *slot = mem,
+            Err(poisoned) => *poisoned.into_inner() = mem,
         }
-        Ok(())
+        checked
     }
 
     /// Thread 0 serves the hiprio queue and the first request queue; thread i serves request

@@ -2,18 +2,15 @@
 //! used ring, and notify the guest once per batch (EVENT_IDX tells us when it wants one).
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 use fuse_backend_rs::api::filesystem::FileSystem;
 use vhost_user_backend::{VringRwLock, VringT};
-use virtio_queue::QueueOwnedT;
+use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
 use crate::fuse::server::Server;
 use crate::transport::split_chain;
-
-fn queue_err(e: virtio_queue::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-}
 
 /// Drains `vring`. With EVENT_IDX, re-enables notifications and drains again if the guest
 /// added chains meanwhile, so none is left waiting for a kick that already happened.
@@ -26,38 +23,124 @@ pub fn process<F>(
 where
     F: FileSystem<Inode = u64, Handle = u64> + Sync,
 {
+    // One ring's worth of chains per call. A guest that lays its used ring over its avail ring
+    // turns every completion into a new available entry; without a bound this loop would never
+    // return to the thread's event loop, which would then never see the exit event either.
+    let mut budget = usize::from(vring.get_ref().get_queue().size()).max(1);
     loop {
         if event_idx {
-            vring.disable_notification().map_err(queue_err)?;
+            if let Err(e) = vring.disable_notification() {
+                return unusable(e);
+            }
         }
-        drain(server, mem, vring, event_idx)?;
-        if !event_idx || !vring.enable_notification().map_err(queue_err)? {
+        if !drain(server, mem, vring, event_idx, &mut budget)? || !event_idx {
+            // An unusable ring would make enable_notification report "more work" forever.
             break;
         }
+        match vring.enable_notification() {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return unusable(e),
+        }
+    }
+    if budget == 0 {
+        rekick(vring);
     }
     Ok(())
 }
 
+/// Wakes this queue's thread again, as a guest kick would, after a drain stopped at its budget:
+/// the rest is served once the thread's other events (the exit event among them) had a turn.
+fn rekick(vring: &VringRwLock) {
+    let state = vring.get_ref();
+    if let Some(kick) = state.get_kick() {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live local buffer to an eventfd the vring holds open.
+        let n = unsafe { libc::write(kick.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        if n != one.len() as isize {
+            log::warn!("re-kicking a queue: {}", io::Error::last_os_error());
+        }
+    }
+}
+
+/// A ring the guest (or frontend) broke: its avail index ran more than a queue ahead, or a
+/// ring is not in guest memory. Nothing can be served until it is fixed, but the queue thread
+/// must stay: an error from here would end it for good (vhost-user-backend's loop stops on the
+/// first error), leaving the other queues of the thread dead too.
+fn unusable(e: virtio_queue::Error) -> io::Result<()> {
+    crate::guest_warn!("queue not usable until the guest fixes its ring: {e}");
+    Ok(())
+}
+
+/// Serves available chains, at most `budget` of them (counted down). `Ok(false)` when the
+/// ring is unusable (see [`unusable`]) or the budget is spent.
 fn drain<F>(
     server: &Server<F>,
     mem: &GuestMemoryAtomic<GuestMemoryMmap>,
     vring: &VringRwLock,
     event_idx: bool,
-) -> io::Result<()>
+    budget: &mut usize,
+) -> io::Result<bool>
 where
     F: FileSystem<Inode = u64, Handle = u64> + Sync,
 {
     let guard = mem.memory();
+    // Chains borrow the memory for the whole drain, rather than each holding a clone of the
+    // guard (an Arc clone and drop per chain).
+    let guest: &GuestMemoryMmap = &guard;
+    // The chain served last, returned to the used ring when the lock is next taken.
+    let mut finished: Option<(u16, u32)> = None;
     let mut served = 0usize;
+    let mut usable = true;
     loop {
+        // One lock round per chain: return the previous chain, notify the guest if it asked
+        // for it, and pop the next chain. The lock is not held while a request is served, so
+        // the vhost-user message thread (GET_VRING_BASE, SET_VRING_*) never waits on a slow
+        // one; that is also why each chain comes from a fresh `iter` (an iterator borrows the
+        // queue, and so the lock) rather than from one iterator for the whole drain.
         let chain = {
             let mut state = vring.get_mut();
-            let mut iter = state.get_queue_mut().iter(guard.clone()).map_err(queue_err)?;
-            iter.next()
+            if let Some((head, used)) = finished.take() {
+                match state.add_used(head, used) {
+                    Ok(()) => {
+                        served += 1;
+                        // With EVENT_IDX the guest says which used index it wants to hear
+                        // about, so asking after every completion costs no extra interrupts
+                        // and lets the guest start on early replies while later requests are
+                        // still being served (a signal only at the end of the batch made guest
+                        // and device take turns).
+                        if event_idx {
+                            match state.needs_notification() {
+                                Ok(true) => state.signal_used_queue()?,
+                                Ok(false) => {}
+                                Err(e) => {
+                                    unusable(e)?;
+                                    return Ok(false);
+                                }
+                            }
+                        }
+                    }
+                    // The avail ring named a head beyond the queue (or the used ring is gone):
+                    // there is no slot to return. Skip it; the chains after it are still served.
+                    Err(e) => crate::guest_warn!("cannot return descriptor chain {head}: {e}"),
+                }
+            }
+            if *budget == 0 {
+                break;
+            }
+            match state.get_queue_mut().iter(guest) {
+                Ok(mut iter) => iter.next(),
+                Err(e) => {
+                    unusable(e)?;
+                    usable = false;
+                    None
+                }
+            }
         };
         let Some(chain) = chain else { break };
+        *budget -= 1;
         let head = chain.head_index();
-        let used = match split_chain(&*guard, chain) {
+        let used = match split_chain(guest, chain) {
             Ok((reader, writer)) => server.handle(reader, writer),
             Err(e) => {
                 // A chain we cannot even walk gets no reply; it is returned so the ring does
@@ -66,19 +149,173 @@ where
                 0
             }
         };
-        let used = u32::try_from(used).unwrap_or(0);
-        vring.add_used(head, used).map_err(queue_err)?;
-        served += 1;
-        // With EVENT_IDX the guest says which used index it wants to hear about, so asking
-        // after every completion costs no extra interrupts and lets the guest start on early
-        // replies while later requests are still being served (a signal only at the end of the
-        // batch made guest and device take turns).
-        if event_idx && vring.needs_notification().map_err(queue_err)? {
-            vring.signal_used_queue()?;
-        }
+        finished = Some((head, u32::try_from(used).unwrap_or(0)));
     }
     if !event_idx && served > 0 {
         vring.signal_used_queue()?;
     }
-    Ok(())
+    Ok(usable && *budget > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Regression tests for rings a hostile guest broke (issue 6): the queue thread must keep
+    //! serving, not end with an error (vhost-user-backend ends a queue thread on its first
+    //! error) nor spin.
+
+    use std::sync::Arc;
+
+    use vhost_user_backend::{VringRwLock, VringT};
+    use virtio_queue::desc::split::Descriptor;
+    use virtio_queue::desc::RawDescriptor;
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+
+    use std::os::fd::AsRawFd;
+
+    use super::process;
+    use crate::fs::{new_passthrough, ShareOptions, SharePolicy};
+    use crate::fuse::abi::{GetattrIn, InHeader, Opcode};
+    use crate::fuse::server::{Server, ServerOptions};
+
+    const SIZE: u16 = 16;
+    const REQ: u64 = 0x10000;
+    const REPLY: u64 = 0x20000;
+    const WRITE: u16 = 2;
+
+    fn request() -> Vec<u8> {
+        let h = InHeader {
+            len: 56,
+            opcode: Opcode::Getattr as u32,
+            unique: 7,
+            nodeid: 1,
+            ..Default::default()
+        };
+        let mut v = h.as_slice().to_vec();
+        v.extend_from_slice(GetattrIn::default().as_slice());
+        v
+    }
+
+    #[test]
+    fn a_broken_ring_does_not_end_the_queue_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = SharePolicy::new(
+            new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
+            false,
+        );
+        let server = Arc::new(Server::new(fs, ServerOptions::default(), None));
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
+        let mock = MockSplitQueue::new(&mem, SIZE);
+        mem.write_slice(&request(), GuestAddress(REQ)).unwrap();
+        let descs = [
+            RawDescriptor::from(Descriptor::new(REQ, 56, 1, 1)),
+            RawDescriptor::from(Descriptor::new(REPLY, 4096, WRITE, 0)),
+        ];
+        for (i, d) in descs.iter().enumerate() {
+            mock.desc_table().store(i as u16, *d).unwrap();
+        }
+        let atomic = GuestMemoryAtomic::new(mem.clone());
+        let vring = VringRwLock::new(atomic.clone(), SIZE).unwrap();
+        vring
+            .set_queue_info(
+                mock.desc_table_addr().0,
+                mock.avail_addr().0,
+                mock.used_addr().0,
+            )
+            .unwrap();
+        vring.set_queue_size(SIZE);
+        vring.set_queue_ready(true);
+        let avail = mock.avail_addr();
+        let used = mock.used_addr();
+        let used_idx = || mem.read_obj::<u16>(used.unchecked_add(2)).unwrap();
+
+        // A head beyond the queue, then a good chain: the good one is still served.
+        mem.write_obj(200u16, avail.unchecked_add(4)).unwrap();
+        mem.write_obj(0u16, avail.unchecked_add(6)).unwrap();
+        mem.write_obj(2u16, avail.unchecked_add(2)).unwrap();
+        process(&server, &atomic, &vring, false).expect("a bad head is skipped, not fatal");
+        assert_eq!(used_idx(), 1, "the good chain was returned");
+        let reply: [u8; 16] = mem.read_obj(GuestAddress(REPLY)).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(reply[8..16].try_into().unwrap()),
+            7,
+            "its reply"
+        );
+
+        // An avail index more than a queue ahead: nothing is served, no error, no spinning
+        // (with EVENT_IDX, enable_notification would report more work forever).
+        mem.write_obj(2u16 + 100, avail.unchecked_add(2)).unwrap();
+        process(&server, &atomic, &vring, true).expect("a runaway index is not fatal");
+        process(&server, &atomic, &vring, false).expect("a runaway index is not fatal");
+        assert_eq!(used_idx(), 1);
+        // The guest fixes its index: serving resumes.
+        mem.write_obj(0u16, avail.unchecked_add(8)).unwrap();
+        mem.write_obj(3u16, avail.unchecked_add(2)).unwrap();
+        process(&server, &atomic, &vring, false).unwrap();
+        assert_eq!(used_idx(), 2);
+    }
+
+    /// A used ring laid over the avail ring: each completion publishes a new available entry.
+    /// One call serves one ring's worth, re-kicks its own queue and returns, so the thread's
+    /// event loop still sees the exit event (found by the vhost_user_messages fuzz target: the
+    /// worker spun forever, even after the frontend left).
+    #[test]
+    fn overlapping_rings_do_not_spin_the_queue_thread() {
+        use std::os::fd::FromRawFd;
+
+        let dir = tempfile::tempdir().unwrap();
+        let fs = SharePolicy::new(
+            new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
+            false,
+        );
+        let server = Arc::new(Server::new(fs, ServerOptions::default(), None));
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
+        // A chain outside guest memory: returned with nothing written, its used element is
+        // all zeros, so the avail entries it overwrites all name head 0 again.
+        let descs = [
+            RawDescriptor::from(Descriptor::new(0x10_0000, 56, 1, 1)),
+            RawDescriptor::from(Descriptor::new(REPLY, 4096, WRITE, 0)),
+        ];
+        for (i, d) in descs.iter().enumerate() {
+            mem.write_obj(*d, GuestAddress(0x1000 + 16 * i as u64))
+                .unwrap();
+        }
+        let atomic = GuestMemoryAtomic::new(mem.clone());
+        let vring = VringRwLock::new(atomic.clone(), SIZE).unwrap();
+        vring.set_queue_info(0x1000, 0x2000, 0x2000).unwrap();
+        vring.set_queue_size(SIZE);
+        vring.set_queue_ready(true);
+        // SAFETY: eventfd(2) returns a fresh descriptor (checked), owned by the File at once.
+        let kick = unsafe {
+            let fd = libc::eventfd(0, libc::EFD_NONBLOCK);
+            assert!(fd >= 0);
+            std::fs::File::from_raw_fd(fd)
+        };
+        let observer = kick.try_clone().unwrap();
+        vring.set_kick(Some(kick));
+        // avail: flags 0, idx 1, ring[0] = head 0; the used index is the same two bytes, and
+        // the device's used count is one ahead of its avail count (as a SET_VRING_ADDR that
+        // read a used index of 1 leaves it): every completion makes the next chain available.
+        mem.write_slice(&[0, 0, 1, 0, 0, 0], GuestAddress(0x2000))
+            .unwrap();
+        virtio_queue::QueueT::set_next_used(vring.get_mut().get_queue_mut(), 1);
+
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (s2, a2, v2) = (server.clone(), atomic.clone(), vring.clone());
+        std::thread::spawn(move || {
+            let r = process(&s2, &a2, &v2, false);
+            let _ = done_tx.send(r.is_ok());
+        });
+        let ok = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("process() never returned: the queue thread spins");
+        assert!(ok);
+        // It stopped after one ring's worth and asked to be woken again.
+        let used: u16 = mem.read_obj(GuestAddress(0x2002)).unwrap();
+        assert_eq!(used, SIZE + 1, "one ring's worth, then a pause");
+        let mut count = [0u8; 8];
+        // SAFETY: reads 8 bytes into a live local buffer from the eventfd we hold.
+        let n = unsafe { libc::read(observer.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+        assert_eq!(n, 8, "the queue was not re-kicked");
+    }
 }
