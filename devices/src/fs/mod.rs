@@ -6,6 +6,7 @@
 //! that the policy is enforced at the `FileSystem` trait whatever filesystem sits underneath.
 
 pub mod policy;
+mod xattr_path;
 
 use std::fmt;
 use std::fs::File;

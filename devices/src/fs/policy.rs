@@ -6,10 +6,11 @@
 //! here are made on the request alone, before the inner filesystem touches the host, so a denied
 //! request has no side effect.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use super::xattr_path;
 use std::time::Duration;
 
 use fuse_backend_rs::abi::fuse_abi::{stat64, statvfs64, CreateIn};
@@ -109,17 +110,6 @@ fn erofs<T>() -> io::Result<T> {
     Err(io::Error::from_raw_os_error(libc::EROFS))
 }
 
-/// A path from the resolver as a C string (a NUL inside cannot come from readlink, but is
-/// refused rather than trusted).
-fn path_cstring(path: PathBuf) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-/// The result of an xattr syscall: its non-negative count, or the errno it set.
-fn check(res: isize) -> io::Result<usize> {
-    usize::try_from(res).map_err(|_| io::Error::last_os_error())
-}
-
 /// Whether `open(2)` flags (the guest's, which are Linux values like the host's) ask for write
 /// access or could change the file. `O_TMPFILE` needs a write access mode, so it is covered.
 fn open_flags_write(flags: u32) -> bool {
@@ -175,35 +165,20 @@ impl<F: FileSystem> FileSystem for SharePolicy<F> {
         if self.readonly {
             return erofs();
         }
-        let Some(resolve) = &self.xattr_paths else {
-            return self.inner.setxattr(ctx, inode, name, value, flags);
-        };
-        let path = path_cstring(resolve(inode.into())?)?;
-        // SAFETY: both strings are NUL-terminated and live across the call; `value` is a valid
-        // slice of the given length that the kernel only reads.
-        let res = unsafe {
-            libc::lsetxattr(
-                path.as_ptr(),
-                name.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                flags as libc::c_int,
-            )
-        };
-        check(res as isize).map(|_| ())
+        match &self.xattr_paths {
+            Some(resolve) => xattr_path::set(&resolve(inode.into())?, name, value, flags),
+            None => self.inner.setxattr(ctx, inode, name, value, flags),
+        }
     }
 
     fn removexattr(&self, ctx: &Context, inode: Self::Inode, name: &CStr) -> io::Result<()> {
         if self.readonly {
             return erofs();
         }
-        let Some(resolve) = &self.xattr_paths else {
-            return self.inner.removexattr(ctx, inode, name);
-        };
-        let path = path_cstring(resolve(inode.into())?)?;
-        // SAFETY: both strings are NUL-terminated and live across the call.
-        let res = unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) };
-        check(res as isize).map(|_| ())
+        match &self.xattr_paths {
+            Some(resolve) => xattr_path::remove(&resolve(inode.into())?, name),
+            None => self.inner.removexattr(ctx, inode, name),
+        }
     }
 
     fn getxattr(
@@ -216,19 +191,10 @@ impl<F: FileSystem> FileSystem for SharePolicy<F> {
         let Some(resolve) = &self.xattr_paths else {
             return self.inner.getxattr(ctx, inode, name, size);
         };
-        let path = path_cstring(resolve(inode.into())?)?;
-        let mut buf = vec![0u8; size as usize];
-        // SAFETY: the strings are NUL-terminated; `buf` is writable for `buf.len()` bytes and
-        // the kernel writes at most that many.
-        let res = unsafe {
-            libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-        };
-        let len = check(res)?;
-        if size == 0 {
-            return Ok(GetxattrReply::Count(u32::try_from(len).unwrap_or(u32::MAX)));
-        }
-        buf.truncate(len);
-        Ok(GetxattrReply::Value(buf))
+        Ok(match xattr_path::get(&resolve(inode.into())?, name, size)? {
+            xattr_path::Sized::Bytes(v) => GetxattrReply::Value(v),
+            xattr_path::Sized::Count(n) => GetxattrReply::Count(n),
+        })
     }
 
     fn listxattr(
@@ -240,17 +206,10 @@ impl<F: FileSystem> FileSystem for SharePolicy<F> {
         let Some(resolve) = &self.xattr_paths else {
             return self.inner.listxattr(ctx, inode, size);
         };
-        let path = path_cstring(resolve(inode.into())?)?;
-        let mut buf = vec![0u8; size as usize];
-        // SAFETY: the path is NUL-terminated; `buf` is writable for `buf.len()` bytes and the
-        // kernel writes at most that many.
-        let res = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        let len = check(res)?;
-        if size == 0 {
-            return Ok(ListxattrReply::Count(u32::try_from(len).unwrap_or(u32::MAX)));
-        }
-        buf.truncate(len);
-        Ok(ListxattrReply::Names(buf))
+        Ok(match xattr_path::list(&resolve(inode.into())?, size)? {
+            xattr_path::Sized::Bytes(v) => ListxattrReply::Names(v),
+            xattr_path::Sized::Count(n) => ListxattrReply::Count(n),
+        })
     }
 
     /// A read-only share neither asks the inner filesystem for writeback caching nor offers it to
