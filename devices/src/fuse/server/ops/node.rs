@@ -53,7 +53,7 @@ where
         // The count must match the entries actually present; a count beyond them is a forged
         // request and is dropped whole (BATCH_FORGET never takes a reply).
         let present = req.r.available_bytes() / size_of::<ForgetOne>();
-        if arg.count as usize != present || req.r.available_bytes() % size_of::<ForgetOne>() != 0
+        if arg.count as usize != present || !req.r.available_bytes().is_multiple_of(size_of::<ForgetOne>())
         {
             return Ok(0);
         }
