@@ -310,6 +310,9 @@ fn two_shares_worker_a_cannot_see_share_b() {
     let a = broker.wait_worker("a", 1);
     let b = broker.wait_worker("b", 1);
     assert_ne!(a, b);
+    // Their jails are complete once each reported READY.
+    broker.wait_log(&format!("[{a}]: jailed and accepting"));
+    broker.wait_log(&format!("[{b}]: jailed and accepting"));
 
     let root_of = |pid: i32| -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(format!("/proc/{pid}/root"))
