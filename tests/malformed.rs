@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 
-use common::{Backend, Config, Kind};
+use common::{assert_errno_reply, out_header, Backend, Config, Kind};
 use guest_driver::abi::{
     BatchForgetIn, CopyFileRangeIn, CreateIn, ForgetIn, ForgetOne, GetxattrIn, InHeader,
     InterruptIn, LinkIn, LseekIn, MkdirIn, MknodIn, Opcode, OpenIn, ReadIn, Rename2In, RenameIn,
@@ -50,39 +50,6 @@ fn name(s: &[u8]) -> Vec<u8> {
     let mut v = s.to_vec();
     v.push(0);
     v
-}
-
-/// Parses a reply's out header: (len, error, unique).
-fn out_header(r: &RawReply) -> (u32, i32, u64) {
-    assert!(
-        r.bytes.len() >= 16,
-        "reply of {} bytes: {:?}",
-        r.used_len,
-        r.bytes
-    );
-    (
-        u32::from_le_bytes(r.bytes[0..4].try_into().unwrap()),
-        i32::from_le_bytes(r.bytes[4..8].try_into().unwrap()),
-        u64::from_le_bytes(r.bytes[8..16].try_into().unwrap()),
-    )
-}
-
-/// The reply is a bare error header with `-errno` and `unique`.
-#[track_caller]
-fn assert_errno_reply(r: &RawReply, unique: u64, errno: i32, what: &str) {
-    assert_eq!(r.used_len, 16, "{what}: used len (reply {:?})", r.bytes);
-    let (len, error, u) = out_header(r);
-    assert_eq!(len, 16, "{what}: header len");
-    assert_eq!(
-        error,
-        -errno,
-        "{what}: error {} ({}), want {} ({})",
-        -error,
-        std::io::Error::from_raw_os_error(-error),
-        errno,
-        std::io::Error::from_raw_os_error(errno)
-    );
-    assert_eq!(u, unique, "{what}: unique");
 }
 
 struct Fixture {

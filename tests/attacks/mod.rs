@@ -28,6 +28,9 @@ use guest_driver::{RawReply, Session};
 use vm_memory::ByteValued;
 
 use crate::common::{Backend, Config, Kind};
+// Re-exported for the attack files; not every one of them uses both.
+#[allow(unused_imports)]
+pub use crate::common::{assert_errno_reply, out_header};
 
 /// Size of the FUSE request header.
 pub const HDR: usize = std::mem::size_of::<InHeader>();
@@ -368,38 +371,6 @@ pub fn cname(s: &[u8]) -> Vec<u8> {
     let mut v = s.to_vec();
     v.push(0);
     v
-}
-
-/// A reply's out header: (len, error, unique).
-pub fn out_header(r: &RawReply) -> (u32, i32, u64) {
-    assert!(
-        r.bytes.len() >= 16,
-        "reply of {} bytes: {:?}",
-        r.used_len,
-        r.bytes
-    );
-    (
-        u32::from_le_bytes(r.bytes[0..4].try_into().unwrap()),
-        i32::from_le_bytes(r.bytes[4..8].try_into().unwrap()),
-        u64::from_le_bytes(r.bytes[8..16].try_into().unwrap()),
-    )
-}
-
-/// The reply is a bare error header with `-errno` and `unique`.
-#[track_caller]
-pub fn assert_errno_reply(r: &RawReply, unique: u64, errno: i32, what: &str) {
-    assert_eq!(r.used_len, 16, "{what}: used len (reply {:?})", r.bytes);
-    let (len, error, u) = out_header(r);
-    assert_eq!(len, 16, "{what}: header len");
-    assert_eq!(
-        error,
-        -errno,
-        "{what}: error {} ({}), want {errno} ({})",
-        -error,
-        std::io::Error::from_raw_os_error(-error),
-        std::io::Error::from_raw_os_error(errno)
-    );
-    assert_eq!(u, unique, "{what}: unique");
 }
 
 /// The errno of a typed call's FUSE error reply; panics on success or a transport failure.

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use guest_driver::{Device, Options, Session};
+use guest_driver::{Device, Options, RawReply, Session};
 
 /// Defines, for each named `fn(Kind)` in the crate root, `fsjail::<name>` (always run) and
 /// `peer::<name>` (run when `FSJAIL_PEER` is set, else it prints a SKIP line and passes).
@@ -416,4 +416,36 @@ pub fn mount_tmpfs(dir: &Path) -> Option<MountGuard> {
         return None;
     }
     Some(MountGuard(dir.to_path_buf()))
+}
+
+/// A reply's out header: (len, error, unique).
+pub fn out_header(r: &RawReply) -> (u32, i32, u64) {
+    assert!(
+        r.bytes.len() >= 16,
+        "reply of {} bytes: {:?}",
+        r.used_len,
+        r.bytes
+    );
+    (
+        u32::from_le_bytes(r.bytes[0..4].try_into().unwrap()),
+        i32::from_le_bytes(r.bytes[4..8].try_into().unwrap()),
+        u64::from_le_bytes(r.bytes[8..16].try_into().unwrap()),
+    )
+}
+
+/// The reply is a bare error header with `-errno` and `unique`.
+#[track_caller]
+pub fn assert_errno_reply(r: &RawReply, unique: u64, errno: i32, what: &str) {
+    assert_eq!(r.used_len, 16, "{what}: used len (reply {:?})", r.bytes);
+    let (len, error, u) = out_header(r);
+    assert_eq!(len, 16, "{what}: header len");
+    assert_eq!(
+        error,
+        -errno,
+        "{what}: error {} ({}), want {errno} ({})",
+        -error,
+        std::io::Error::from_raw_os_error(-error),
+        std::io::Error::from_raw_os_error(errno)
+    );
+    assert_eq!(u, unique, "{what}: unique");
 }
