@@ -317,7 +317,8 @@ mod tests {
         let base = w.as_ptr() as u64;
         let end = base + w.len();
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        maps.lines()
+        let mut vmas = maps
+            .lines()
             .filter_map(|l| {
                 let mut parts = l.split_whitespace();
                 let (range, perms) = (parts.next()?, parts.next()?);
@@ -328,7 +329,21 @@ mod tests {
                 // with ours into one line.
                 (s < end && e > base).then(|| (s.max(base), e.min(end), perms.to_owned()))
             })
-            .collect()
+            .collect::<Vec<_>>();
+        // /proc/self/maps is not read atomically: when other tests in this process map or
+        // unmap meanwhile, the kernel may report a range twice or split at a neighbour's edge.
+        // Sorted, deduplicated and with touching same-permission ranges merged, the list says
+        // what the window holds, whatever the neighbours did.
+        vmas.sort();
+        vmas.dedup();
+        let mut merged: Vec<(u64, u64, String)> = Vec::new();
+        for v in vmas {
+            match merged.last_mut() {
+                Some(last) if last.2 == v.2 && last.1 >= v.0 => last.1 = last.1.max(v.1),
+                _ => merged.push(v),
+            }
+        }
+        merged
     }
 
     #[test]
