@@ -46,7 +46,9 @@ fn parse() -> Result<Opts, String> {
     let mut o = Opts::default();
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
-        let arg = arg.into_string().map_err(|a| format!("argument {a:?} is not UTF-8"))?;
+        let arg = arg
+            .into_string()
+            .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
         if arg == "--" {
             o.daemon = args.by_ref().collect();
             break;
@@ -89,15 +91,24 @@ fn probe_separate_options(daemon: &OsString) -> Result<bool, String> {
         .output()
         .map_err(|e| format!("running {daemon:?} --print-capabilities: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{daemon:?} --print-capabilities failed: {}", out.status));
+        return Err(format!(
+            "{daemon:?} --print-capabilities failed: {}",
+            out.status
+        ));
     }
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("{daemon:?} --print-capabilities: invalid JSON: {e}"))?;
     if json.get("type").and_then(|t| t.as_str()) != Some("fs") {
         return Err(format!("{daemon:?} is not a vhost-user fs backend: {json}"));
     }
-    let features = json.get("features").and_then(|f| f.as_array()).cloned().unwrap_or_default();
-    Ok(features.iter().any(|f| f.as_str() == Some("separate-options")))
+    let features = json
+        .get("features")
+        .and_then(|f| f.as_array())
+        .cloned()
+        .unwrap_or_default();
+    Ok(features
+        .iter()
+        .any(|f| f.as_str() == Some("separate-options")))
 }
 
 fn build_argv(o: &Opts, fd: i32, separate: bool) -> Result<Vec<String>, String> {
@@ -176,11 +187,17 @@ fn run() -> Result<(), String> {
     // The listener must survive the exec: clear FD_CLOEXEC and give up ownership.
     // SAFETY: F_SETFD on a descriptor this process owns, with a valid flag value.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
-        return Err(format!("clearing FD_CLOEXEC: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "clearing FD_CLOEXEC: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let _ = listener.into_raw_fd();
     eprintln!("libvirt_launch: {:?} {}", o.daemon, argv.join(" "));
-    let err = Command::new(&o.daemon[0]).args(&o.daemon[1..]).args(&argv).exec();
+    let err = Command::new(&o.daemon[0])
+        .args(&o.daemon[1..])
+        .args(&argv)
+        .exec();
     Err(format!("exec {:?}: {err}", o.daemon[0]))
 }
 

@@ -55,8 +55,16 @@ fn render(policy: &Policy, euid: u32, egid: u32) -> String {
         if n == 1 { "" } else { "s" }
     );
     let _ = writeln!(out, "\n[broker]");
-    let _ = writeln!(out, "runtime_dir = {}", quote_path(&policy.broker.runtime_dir));
-    let _ = writeln!(out, "log_level = \"{}\"", policy.broker.log_level.to_string().to_lowercase());
+    let _ = writeln!(
+        out,
+        "runtime_dir = {}",
+        quote_path(&policy.broker.runtime_dir)
+    );
+    let _ = writeln!(
+        out,
+        "log_level = \"{}\"",
+        policy.broker.log_level.to_string().to_lowercase()
+    );
     for share in &policy.shares {
         render_share(&mut out, share, euid, egid);
     }
@@ -68,7 +76,10 @@ fn render_share(out: &mut String, s: &ShareConfig, euid: u32, egid: u32) {
     let _ = writeln!(out, "tag = {:?}", s.tag);
     let _ = write!(out, "path = {}", quote_path(&s.path));
     if s.create && !s.path.exists() {
-        let _ = write!(out, "  # missing: created (mode 0700) when the share starts");
+        let _ = write!(
+            out,
+            "  # missing: created (mode 0700) when the share starts"
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "create = {}", s.create);

@@ -74,7 +74,10 @@ struct Logger {
 }
 
 static LOGGER: Logger = Logger {
-    config: RwLock::new(Config { tag: None, syslog: None }),
+    config: RwLock::new(Config {
+        tag: None,
+        syslog: None,
+    }),
     third_party: RateLimit::new(BURST, INTERVAL),
 };
 
@@ -83,13 +86,21 @@ static LOGGER: Logger = Logger {
 #[allow(dead_code)]
 pub fn init(level: LevelFilter) {
     // Without syslog there is nothing to connect, so init_with cannot fail.
-    let _ = init_with(LogOptions { level, syslog: false, tag: None });
+    let _ = init_with(LogOptions {
+        level,
+        syslog: false,
+        tag: None,
+    });
 }
 
 /// Installs the logger. A second call (tests, or a subcommand re-initialising) replaces the
 /// options; the `log` crate keeps the same logger object.
 pub fn init_with(opts: LogOptions) -> Result<(), LogError> {
-    let syslog = if opts.syslog { Some(Syslog::connect(Path::new(SYSLOG_SOCKET))?) } else { None };
+    let syslog = if opts.syslog {
+        Some(Syslog::connect(Path::new(SYSLOG_SOCKET))?)
+    } else {
+        None
+    };
     install(opts.level, opts.tag, syslog);
     Ok(())
 }
@@ -117,8 +128,14 @@ impl Syslog {
     fn connect(path: &Path) -> Result<Syslog, LogError> {
         let sock = UnixDatagram::unbound()
             .and_then(|s| s.connect(path).map(|()| s))
-            .map_err(|source| LogError::Syslog { path: path.to_owned(), source })?;
-        Ok(Syslog { path: path.to_owned(), sock: Mutex::new(Some(sock)) })
+            .map_err(|source| LogError::Syslog {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Syslog {
+            path: path.to_owned(),
+            sock: Mutex::new(Some(sock)),
+        })
     }
 
     /// Sends one datagram; on a broken connection (the syslog daemon restarted) reconnects
@@ -251,8 +268,9 @@ fn syslog_line(level: Level, pid: u32, body: &str, timestamp: &str) -> String {
 /// RFC 3164 timestamp (`Mmm dd hh:mm:ss`, day padded with a space) in local time; UTC when no
 /// time zone data is reachable (inside a jail).
 fn local_timestamp() -> String {
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     // SAFETY: time(NULL) only returns the clock.
     let now = unsafe { libc::time(std::ptr::null_mut()) };
     // SAFETY: an all-zero `tm` is a valid value of this plain C struct.
@@ -263,7 +281,10 @@ fn local_timestamp() -> String {
         return "Jan  1 00:00:00".to_owned();
     }
     let month = MONTHS.get(tm.tm_mon as usize).copied().unwrap_or("Jan");
-    format!("{month} {:>2} {:02}:{:02}:{:02}", tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
+    format!(
+        "{month} {:>2} {:02}:{:02}:{:02}",
+        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec
+    )
 }
 
 #[cfg(test)]
@@ -304,7 +325,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let server = UnixDatagram::bind(&path).unwrap();
-        server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let sink = Syslog::connect(&path).unwrap();
         sink.send(b"<30>Jan  1 00:00:00 fsjail[1]: one").unwrap();
         let mut buf = [0u8; 128];
@@ -315,7 +338,9 @@ mod tests {
         drop(server);
         std::fs::remove_file(&path).unwrap();
         let server = UnixDatagram::bind(&path).unwrap();
-        server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         sink.send(b"two").unwrap();
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"two");
@@ -325,7 +350,9 @@ mod tests {
     fn missing_syslog_socket_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("no-log");
-        let Err(err) = Syslog::connect(&path) else { panic!("connected to nothing") };
+        let Err(err) = Syslog::connect(&path) else {
+            panic!("connected to nothing")
+        };
         let msg = err.to_string();
         assert!(msg.contains("--syslog") && msg.contains("no-log"), "{msg}");
     }

@@ -46,12 +46,21 @@ pub fn main(args: RunArgs) -> ExitCode {
         Ok(policy) => policy,
         Err(e) => {
             eprintln!("{e}");
-            eprintln!("fsjail run: {}: invalid policy; nothing started", args.policy.display());
+            eprintln!(
+                "fsjail run: {}: invalid policy; nothing started",
+                args.policy.display()
+            );
             return ExitCode::from(2);
         }
     };
     crate::logger::init(policy.broker.log_level);
-    match broker::run_policy(policy, RunOptions { exit_when_all_done: false, ..RunOptions::default() }) {
+    match broker::run_policy(
+        policy,
+        RunOptions {
+            exit_when_all_done: false,
+            ..RunOptions::default()
+        },
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use devices::dax::{settings, SettingsError};
-use devices::fs::{self, SharePolicy, ShareOptions};
+use devices::fs::{self, ShareOptions, SharePolicy};
 use devices::fuse::server::{Server, ServerOptions};
 use devices::vhost_user::{self, FsBackend};
 use log::info;
@@ -26,7 +26,10 @@ pub enum ServeError {
     #[error("{0}")]
     Share(#[from] fs::Error),
     #[error("--socket-path {path:?}: {source}")]
-    Socket { path: PathBuf, source: vhost::vhost_user::Error },
+    Socket {
+        path: PathBuf,
+        source: vhost::vhost_user::Error,
+    },
     #[error("--thread-pool-size {0}: not supported; fsjail serves each request queue on its own thread (use --num-request-queues); 0 and 1 are accepted")]
     ThreadPool(usize),
     #[error("--max-write {0}: must be between 4096 and 16 MiB")]
@@ -74,8 +77,10 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Blksize(options.blksize, e))?;
     settings::check_window(options.dax_window, options.host_page_size)
         .map_err(|e| ServeError::DaxWindow(options.dax_window, e))?;
-    let root = std::fs::canonicalize(&args.shared_dir)
-        .map_err(|source| ServeError::SharedDir { path: args.shared_dir.clone(), source })?;
+    let root = std::fs::canonicalize(&args.shared_dir).map_err(|source| ServeError::SharedDir {
+        path: args.shared_dir.clone(),
+        source,
+    })?;
     if !root.is_dir() {
         return Err(ServeError::SharedDir {
             path: args.shared_dir.clone(),
@@ -128,7 +133,11 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     }
     // SAFETY: `dup` is a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(dup) };
-    let opts = RunOptions { exit_when_all_done: true, exe: None, listener: Some(fd) };
+    let opts = RunOptions {
+        exit_when_all_done: true,
+        exe: None,
+        listener: Some(fd),
+    };
     let result = broker::run_policy(policy, opts);
     drop(listener);
     result.map_err(ServeError::Broker)
@@ -154,8 +163,10 @@ fn serve_unjailed(
 
     let passthrough = fs::new_passthrough(&share)?;
     let policy = SharePolicy::new(passthrough, args.readonly);
-    let share_root = fs::open_share_root(&root)
-        .map_err(|source| ServeError::SharedDir { path: root.clone(), source })?;
+    let share_root = fs::open_share_root(&root).map_err(|source| ServeError::SharedDir {
+        path: root.clone(),
+        source,
+    })?;
     let dax_window = options.dax_window;
     let server = Server::try_new(policy, options, Some(share_root))
         .map_err(|e| ServeError::DaxWindow(dax_window, e))?;
@@ -179,17 +190,20 @@ fn serve_unjailed(
 fn listen(args: &ServeArgs) -> Result<(Listener, String), ServeError> {
     match (&args.socket_path, args.fd) {
         (Some(path), None) => {
-            let listener = Listener::new(path, true)
-                .map_err(|source| ServeError::Socket { path: path.clone(), source })?;
+            let listener = Listener::new(path, true).map_err(|source| ServeError::Socket {
+                path: path.clone(),
+                source,
+            })?;
             if let Some(group) = &args.socket_group {
                 crate::serve_setup::set_socket_group(path, group)?;
             }
             Ok((listener, path.display().to_string()))
         }
         (None, Some(_)) if args.socket_group.is_some() => Err(ServeError::SocketGroupWithFd),
-        (None, Some(fd)) => {
-            Ok((crate::serve_setup::listener_from_fd(fd)?, format!("inherited fd {fd}")))
-        }
+        (None, Some(fd)) => Ok((
+            crate::serve_setup::listener_from_fd(fd)?,
+            format!("inherited fd {fd}"),
+        )),
         _ => Err(ServeError::SocketChoice),
     }
 }
@@ -199,7 +213,14 @@ fn listen(args: &ServeArgs) -> Result<(Listener, String), ServeError> {
 fn notify_ready() {
     match jail::sd_notify::notify("READY=1") {
         Ok(sent) => {
-            log::debug!("READY=1 {}", if sent { "sent" } else { "not sent: no $NOTIFY_SOCKET" })
+            log::debug!(
+                "READY=1 {}",
+                if sent {
+                    "sent"
+                } else {
+                    "not sent: no $NOTIFY_SOCKET"
+                }
+            )
         }
         Err(e) => log::warn!("{e}"),
     }

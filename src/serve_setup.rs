@@ -26,7 +26,11 @@ pub enum SetupError {
     #[error("--socket-group {group:?}: looking the group up: {source}")]
     GroupLookup { group: String, source: io::Error },
     #[error("--socket-group {group:?}: setting the group of {}: {source}", path.display())]
-    Chown { group: String, path: PathBuf, source: io::Error },
+    Chown {
+        group: String,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("--rlimit-nofile {limit}: {source}")]
     Rlimit { limit: u64, source: io::Error },
 }
@@ -40,14 +44,23 @@ pub fn listener_from_fd(fd: i32) -> Result<Listener, SetupError> {
     }
     // SAFETY: F_GETFD only reads the descriptor's flags; an invalid number yields EBADF.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(SetupError::FdInvalid { fd, source: io::Error::last_os_error() });
+        return Err(SetupError::FdInvalid {
+            fd,
+            source: io::Error::last_os_error(),
+        });
     }
     let domain = sockopt(fd, libc::SO_DOMAIN)?;
     if domain != libc::AF_UNIX {
-        return Err(SetupError::FdNotListening { fd, what: "unix domain socket" });
+        return Err(SetupError::FdNotListening {
+            fd,
+            what: "unix domain socket",
+        });
     }
     if sockopt(fd, libc::SO_TYPE)? != libc::SOCK_STREAM {
-        return Err(SetupError::FdNotListening { fd, what: "stream socket" });
+        return Err(SetupError::FdNotListening {
+            fd,
+            what: "stream socket",
+        });
     }
     if sockopt(fd, libc::SO_ACCEPTCONN)? != 1 {
         return Err(SetupError::FdNotListening {
@@ -62,7 +75,10 @@ pub fn listener_from_fd(fd: i32) -> Result<Listener, SetupError> {
     // so that it reached us.
     // SAFETY: F_SETFD on a descriptor we own, with a valid flag value.
     if unsafe { libc::fcntl(owned.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(SetupError::FdInvalid { fd, source: io::Error::last_os_error() });
+        return Err(SetupError::FdInvalid {
+            fd,
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(Listener::from(UnixListener::from(owned)))
 }
@@ -96,8 +112,11 @@ fn sockopt(fd: i32, opt: libc::c_int) -> Result<libc::c_int, SetupError> {
 /// else can.
 pub fn set_socket_group(path: &Path, group: &str) -> Result<(), SetupError> {
     let gid = resolve_group(group)?;
-    let chown_err =
-        |source| SetupError::Chown { group: group.to_owned(), path: path.to_owned(), source };
+    let chown_err = |source| SetupError::Chown {
+        group: group.to_owned(),
+        path: path.to_owned(),
+        source,
+    };
     std::os::unix::fs::chown(path, None, Some(gid)).map_err(chown_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(chown_err)?;
     Ok(())
@@ -107,7 +126,9 @@ fn resolve_group(group: &str) -> Result<u32, SetupError> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
-    let no_such = || SetupError::NoSuchGroup { group: group.to_owned() };
+    let no_such = || SetupError::NoSuchGroup {
+        group: group.to_owned(),
+    };
     let name = CString::new(group).map_err(|_| no_such())?;
     let mut buf = vec![0u8; 4096];
     loop {
@@ -148,18 +169,30 @@ fn resolve_group(group: &str) -> Result<u32, SetupError> {
 /// the passthrough filesystem keeps one descriptor per inode the guest knows, and the usual
 /// soft limit of 1024 is soon reached. Returns the soft limit now in force.
 pub fn apply_rlimit_nofile(limit: Option<u64>) -> Result<u64, SetupError> {
-    let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     let requested = limit.unwrap_or(0);
-    let fail = |source| SetupError::Rlimit { limit: requested, source };
+    let fail = |source| SetupError::Rlimit {
+        limit: requested,
+        source,
+    };
     // SAFETY: `current` is a live rlimit for getrlimit to fill.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) } < 0 {
         return Err(fail(io::Error::last_os_error()));
     }
     let wanted = match limit {
         Some(0) => return Ok(current.rlim_cur),
-        Some(n) => libc::rlimit { rlim_cur: n, rlim_max: n },
+        Some(n) => libc::rlimit {
+            rlim_cur: n,
+            rlim_max: n,
+        },
         None if current.rlim_cur >= current.rlim_max => return Ok(current.rlim_cur),
-        None => libc::rlimit { rlim_cur: current.rlim_max, rlim_max: current.rlim_max },
+        None => libc::rlimit {
+            rlim_cur: current.rlim_max,
+            rlim_max: current.rlim_max,
+        },
     };
     // SAFETY: `wanted` is a valid rlimit; setrlimit only reads it.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } < 0 {
@@ -184,19 +217,29 @@ mod tests {
 
     #[test]
     fn fd_checks_name_the_descriptor() {
-        let Err(e) = listener_from_fd(1) else { panic!("stdout accepted") };
+        let Err(e) = listener_from_fd(1) else {
+            panic!("stdout accepted")
+        };
         assert!(e.to_string().contains("--fd 1"), "{e}");
-        let Err(e) = listener_from_fd(987_654) else { panic!("closed fd accepted") };
+        let Err(e) = listener_from_fd(987_654) else {
+            panic!("closed fd accepted")
+        };
         assert!(e.to_string().contains("--fd 987654"), "{e}");
 
         let file = tempfile::tempfile().unwrap().into_raw_fd();
-        let Err(e) = listener_from_fd(file) else { panic!("file accepted") };
+        let Err(e) = listener_from_fd(file) else {
+            panic!("file accepted")
+        };
         assert!(e.to_string().contains("not a socket"), "{e}");
         // SAFETY: `file` came from into_raw_fd above and was not taken over on error.
         drop(unsafe { OwnedFd::from_raw_fd(file) });
 
-        let dgram = std::os::unix::net::UnixDatagram::unbound().unwrap().into_raw_fd();
-        let Err(e) = listener_from_fd(dgram) else { panic!("datagram accepted") };
+        let dgram = std::os::unix::net::UnixDatagram::unbound()
+            .unwrap()
+            .into_raw_fd();
+        let Err(e) = listener_from_fd(dgram) else {
+            panic!("datagram accepted")
+        };
         assert!(e.to_string().contains("stream"), "{e}");
         // SAFETY: as above.
         drop(unsafe { OwnedFd::from_raw_fd(dgram) });

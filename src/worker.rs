@@ -74,7 +74,10 @@ pub enum WorkerError {
     #[error(transparent)]
     VhostUser(#[from] vhost_user::Error),
     #[error("share {tag:?}: {source}")]
-    Settings { tag: String, source: devices::dax::settings::SettingsError },
+    Settings {
+        tag: String,
+        source: devices::dax::settings::SettingsError,
+    },
     #[error("installing the seccomp filter: {0}")]
     Seccomp(#[from] seccomp::Error),
 }
@@ -145,7 +148,6 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         creds::limit_caps(&creds::worker_caps(share.allow_devices)).map_err(JailError::from)?;
 
         privs::apply(control.as_fd()).map_err(JailError::from)?;
-
     }
 
     let passthrough = Arc::new(prepared.passthrough);
@@ -155,8 +157,8 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         // The share is our root now, so fuse-backend-rs's "/proc/self/fd/N" xattr paths do not
         // resolve; name the inode through its own proc fd instead (see with_xattr_paths).
         let resolver = passthrough.clone();
-        policy = policy
-            .with_xattr_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
+        policy =
+            policy.with_xattr_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
     }
     let options = ServerOptions {
         dax_window: share.dax_window,
@@ -164,8 +166,12 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         max_write: share.max_write,
         ..ServerOptions::default()
     };
-    let server = Server::try_new(policy, options, Some(prepared.share_root))
-        .map_err(|source| WorkerError::Settings { tag: share.tag.clone(), source })?;
+    let server = Server::try_new(policy, options, Some(prepared.share_root)).map_err(|source| {
+        WorkerError::Settings {
+            tag: share.tag.clone(),
+            source,
+        }
+    })?;
     let backend = Arc::new(FsBackend::new(Arc::new(server), share.num_request_queues)?);
 
     // Step 9, last: the filter forbids what the steps above needed (mount, setgroups, ...).

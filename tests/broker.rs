@@ -22,13 +22,18 @@ fn sigkill_of_a_worker_restarts_it_and_a_new_frontend_is_served() {
     assert_ne!(first, second);
     let log = broker.log();
     assert!(
-        log.contains(&format!("share \"a\" [{first}]: worker failed: killed by SIGKILL")),
+        log.contains(&format!(
+            "share \"a\" [{first}]: worker failed: killed by SIGKILL"
+        )),
         "{log}"
     );
     assert!(log.contains("share \"a\": restarting in 100 ms"), "{log}");
     assert!(!alive(first));
 
-    assert_eq!(guest_reads(&dir.socket("a"), "hello.txt"), b"hello from a\n");
+    assert_eq!(
+        guest_reads(&dir.socket("a"), "hello.txt"),
+        b"hello from a\n"
+    );
 }
 
 #[test]
@@ -38,7 +43,10 @@ fn sigterm_stops_every_worker_removes_the_sockets_and_exits_0() {
     let mut broker = Broker::start(&dir);
     let a = broker.wait_worker("a", 1);
     let b = broker.wait_worker("b", 1);
-    assert!(fs::symlink_metadata(dir.socket("a")).unwrap().file_type().is_socket());
+    assert!(fs::symlink_metadata(dir.socket("a"))
+        .unwrap()
+        .file_type()
+        .is_socket());
 
     broker.signal(libc::SIGTERM);
     let status = broker.wait_exit();
@@ -81,15 +89,29 @@ fn a_frontend_that_disconnects_is_replaced_by_a_fresh_worker() {
     dir.write_policy(&dir.shares_policy(&["a"], "restart = \"never\"\n"));
     let mut broker = Broker::start(&dir);
     let first = broker.wait_worker("a", 1);
-    assert_eq!(guest_reads(&dir.socket("a"), "hello.txt"), b"hello from a\n");
+    assert_eq!(
+        guest_reads(&dir.socket("a"), "hello.txt"),
+        b"hello from a\n"
+    );
     // The guest is gone (dropped): the worker exits 0 and, even with restart = "never" (which
     // is about failures), a fresh one takes over the socket for the next frontend.
     let second = broker.wait_worker("a", 2);
     assert_ne!(first, second);
     let log = broker.log();
-    assert!(log.contains(&format!("share \"a\" [{first}]: worker exited with status 0")), "{log}");
-    assert!(log.contains("share \"a\": frontend disconnected; a fresh worker takes over"), "{log}");
-    assert_eq!(guest_reads(&dir.socket("a"), "hello.txt"), b"hello from a\n");
+    assert!(
+        log.contains(&format!(
+            "share \"a\" [{first}]: worker exited with status 0"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("share \"a\": frontend disconnected; a fresh worker takes over"),
+        "{log}"
+    );
+    assert_eq!(
+        guest_reads(&dir.socket("a"), "hello.txt"),
+        b"hello from a\n"
+    );
 }
 
 #[test]
@@ -119,7 +141,10 @@ fn five_failures_in_a_minute_give_up() {
     broker.wait_log("5 failures within 60 s: giving up, the share stays down");
     let log = broker.log();
     for delay in ["100 ms", "200 ms", "400 ms", "800 ms"] {
-        assert!(log.contains(&format!("share \"a\": restarting in {delay}")), "{log}");
+        assert!(
+            log.contains(&format!("share \"a\": restarting in {delay}")),
+            "{log}"
+        );
     }
     // The broker itself keeps running (other shares, a later SIGHUP).
     assert!(alive(broker.pid));
@@ -145,7 +170,10 @@ fn sighup_adds_and_removes_shares_and_leaves_the_others_alone() {
     let mut want = vec![a, c];
     want.sort();
     assert_eq!(children, want);
-    assert_eq!(guest_reads(&dir.socket("c"), "hello.txt"), b"hello from c\n");
+    assert_eq!(
+        guest_reads(&dir.socket("c"), "hello.txt"),
+        b"hello from c\n"
+    );
 }
 
 #[test]
@@ -160,7 +188,10 @@ fn sighup_restarts_a_changed_share_with_its_new_settings() {
     assert_ne!(first, second);
     wait_dead(first);
     broker.wait_log("share \"a\": settings changed; restarting it");
-    assert_eq!(guest_reads(&dir.socket("a"), "hello.txt"), b"hello from a\n");
+    assert_eq!(
+        guest_reads(&dir.socket("a"), "hello.txt"),
+        b"hello from a\n"
+    );
 }
 
 #[test]
@@ -172,7 +203,9 @@ fn sighup_with_an_invalid_policy_changes_nothing() {
     fs::write(dir.policy(), "[[share]]\ntag = \"a\"\npath = \"/nope\"\n").unwrap();
     broker.signal(libc::SIGHUP);
     broker.wait_log("SIGHUP: the policy was not reloaded; the running shares are unchanged");
-    assert!(broker.log().contains("policy.toml:3: share \"a\": path \"/nope\" does not exist"));
+    assert!(broker
+        .log()
+        .contains("policy.toml:3: share \"a\": path \"/nope\" does not exist"));
     assert!(alive(a));
     assert_eq!(broker.workers("a"), vec![a]);
 }
@@ -193,7 +226,10 @@ fn a_live_socket_of_someone_else_is_not_taken_over() {
         )),
         "{log}"
     );
-    assert!(dir.socket("a").exists(), "someone else's socket was removed");
+    assert!(
+        dir.socket("a").exists(),
+        "someone else's socket was removed"
+    );
 }
 
 #[test]
@@ -210,7 +246,10 @@ fn a_share_that_cannot_start_stops_the_ones_already_started() {
     assert_eq!(a.len(), 1, "{}", broker.log());
     assert!(!alive(a[0]), "a's worker outlived the failed start");
     assert!(!dir.socket("a").exists(), "a's socket was left behind");
-    assert!(dir.socket("b").exists(), "someone else's socket was removed");
+    assert!(
+        dir.socket("b").exists(),
+        "someone else's socket was removed"
+    );
 }
 
 #[test]
@@ -227,7 +266,14 @@ fn the_example_directory_is_created_when_missing() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o700);
     // The default socket lives in the runtime directory, created private.
     assert!(dir.path().join("run/new.sock").exists());
-    assert_eq!(fs::metadata(dir.path().join("run")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(dir.path().join("run"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
 }
 
 #[test]
@@ -280,7 +326,10 @@ fn an_unprivileged_broker_maps_its_own_uid() {
     );
     assert_eq!(field("Gid:"), vec![ids.as_str(); 4]);
     let map = fs::read_to_string(format!("/proc/{a}/uid_map")).unwrap();
-    assert_eq!(map.split_whitespace().collect::<Vec<_>>(), ["0", ids.as_str(), "1"]);
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", ids.as_str(), "1"]
+    );
     broker.signal(libc::SIGTERM);
     assert_eq!(broker.wait_exit().code(), Some(0), "{}", broker.log());
     assert!(!dir.socket("a").exists());
@@ -342,7 +391,10 @@ fn two_shares_worker_a_cannot_see_share_b() {
     let dev = std::sync::Arc::new(Device::connect(dir.socket("a")).unwrap());
     let s = Session::new(dev);
     s.init().unwrap();
-    assert!(matches!(s.lookup(1, "secret-of-b"), Err(Error::Errno(libc::ENOENT))));
+    assert!(matches!(
+        s.lookup(1, "secret-of-b"),
+        Err(Error::Errno(libc::ENOENT))
+    ));
     assert!(matches!(s.lookup(1, ".."), Err(Error::Errno(libc::EINVAL))));
     assert_eq!(guest_reads(&dir.socket("b"), "secret-of-b"), b"b only\n");
 }

@@ -20,7 +20,11 @@ fn serve(dir: &Path, restart: RestartPolicy) -> mpsc::Receiver<Result<(), Broker
     policy.broker.runtime_dir = dir.join("run");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let opts = RunOptions { exit_when_all_done: true, exe: Some(FSJAIL.into()), listener: None };
+        let opts = RunOptions {
+            exit_when_all_done: true,
+            exe: Some(FSJAIL.into()),
+            listener: None,
+        };
         let _ = tx.send(run_policy(policy, opts));
     });
     rx
@@ -65,7 +69,10 @@ fn serve_mode() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(!dir.path().join("s.sock").exists(), "the socket outlived the broker");
+    assert!(
+        !dir.path().join("s.sock").exists(),
+        "the socket outlived the broker"
+    );
 
     // A frontend that disconnects ends its share, and the broker returns Ok.
     let dir = Dir::new();
@@ -74,7 +81,10 @@ fn serve_mode() {
     let done = serve(&dir.path(), RestartPolicy::OnFailure);
     wait_path(&dir.path().join("s.sock"), true);
     let pid = one_worker();
-    assert_eq!(guest_reads(&dir.path().join("s.sock"), "hello.txt"), b"hello\n");
+    assert_eq!(
+        guest_reads(&dir.path().join("s.sock"), "hello.txt"),
+        b"hello\n"
+    );
     done.recv_timeout(TIMEOUT).unwrap().unwrap();
     wait_dead(pid);
     assert!(!dir.path().join("s.sock").exists());

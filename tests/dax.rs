@@ -94,9 +94,12 @@ impl Worker {
     /// `fsjail serve` runs one, else the process we started.
     fn server_pid(&self) -> u32 {
         let pid = self.child.id();
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
-        let kids: Vec<u32> = children.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let kids: Vec<u32> = children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
         match kids.as_slice() {
             [worker] => *worker,
             _ => pid,

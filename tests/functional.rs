@@ -25,12 +25,12 @@ mod xattrs_dirs;
 use std::fs;
 
 use common::{Backend, Config, Kind};
-use guest_driver::abi::{Opcode, ROOT_ID};
-use vm_memory::ByteValued;
-use helpers::{create_rw, RDONLY};
 use data::*;
 use entries::*;
 use errors::*;
+use guest_driver::abi::{Opcode, ROOT_ID};
+use helpers::{create_rw, RDONLY};
+use vm_memory::ByteValued;
 use xattrs_dirs::*;
 
 per_backend!(
@@ -168,7 +168,6 @@ fn two_request_queues_both_work() {
     }
     s.release(e.nodeid, o.fh, 0, 0, 0).unwrap();
 }
-
 
 /// `--max-write` reaches the jailed worker: INIT offers it (default path, not `--sandbox none`).
 #[test]

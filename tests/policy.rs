@@ -24,7 +24,10 @@ fn refused(body: &str, want: &str) {
     let (status, stdout, stderr) = dir.fsjail(&["check", "--policy", "policy.toml"]);
     assert_eq!(status.code(), Some(2), "check: {stderr}");
     assert_eq!(stdout, "");
-    assert_eq!(stderr, format!("{want}\nfsjail check: policy.toml: invalid policy\n"));
+    assert_eq!(
+        stderr,
+        format!("{want}\nfsjail check: policy.toml: invalid policy\n")
+    );
 
     let (status, _, stderr) = dir.fsjail(&["run", "--policy", "policy.toml"]);
     assert_eq!(status.code(), Some(2), "run: {stderr}");
@@ -160,7 +163,10 @@ fn check_prints_the_plan_of_the_example_without_creating_anything() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/example.toml");
     let (status, stdout, stderr) = dir.fsjail(&["check", "--policy", example.to_str().unwrap()]);
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(!dir.path().join("share").exists(), "check created the share");
+    assert!(
+        !dir.path().join("share").exists(),
+        "check created the share"
+    );
     let share = dir.path().join("share");
     for want in [
         "[[share]]".to_owned(),
@@ -229,7 +235,10 @@ fn only_a_regular_file_of_sane_size_is_read() {
     let dir = Dir::new();
     let (status, _, stderr) = dir.fsjail(&["check", "--policy", "/dev/zero"]);
     assert_eq!(status.code(), Some(2));
-    assert_eq!(stderr, "/dev/zero: not a regular file\nfsjail check: /dev/zero: invalid policy\n");
+    assert_eq!(
+        stderr,
+        "/dev/zero: not a regular file\nfsjail check: /dev/zero: invalid policy\n"
+    );
     fs::write(dir.path().join("big.toml"), vec![b'#'; (1 << 20) + 1]).unwrap();
     let (status, _, stderr) = dir.fsjail(&["check", "--policy", "big.toml"]);
     assert_eq!(status.code(), Some(2));

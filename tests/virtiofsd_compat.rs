@@ -33,7 +33,10 @@ struct Daemon {
 
 impl Daemon {
     fn new_dir(share_name: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
-        let dir = tempfile::Builder::new().prefix("fsjail-compat.").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("fsjail-compat.")
+            .tempdir()
+            .expect("tempdir");
         let share = dir.path().join(share_name);
         std::fs::create_dir(&share).expect("create share");
         let sock = dir.path().join("vhost.sock");
@@ -61,7 +64,13 @@ impl Daemon {
         }
         let child = spawn_logged(&mut cmd, &log);
         drop(listener);
-        Daemon { child, dir, share, sock, log }
+        Daemon {
+            child,
+            dir,
+            share,
+            sock,
+            log,
+        }
     }
 
     fn log(&self) -> String {
@@ -72,7 +81,8 @@ impl Daemon {
         let dev =
             Device::connect(&self.sock).unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()));
         let s = Session::new(Arc::new(dev));
-        s.init().unwrap_or_else(|e| panic!("INIT: {e}\n{}", self.log()));
+        s.init()
+            .unwrap_or_else(|e| panic!("INIT: {e}\n{}", self.log()));
         s
     }
 
@@ -82,7 +92,11 @@ impl Daemon {
             if let Some(st) = self.child.try_wait().expect("try_wait") {
                 return st;
             }
-            assert!(t.elapsed() < limit, "still running after {limit:?}\n{}", self.log());
+            assert!(
+                t.elapsed() < limit,
+                "still running after {limit:?}\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -111,16 +125,29 @@ fn exercise(d: &Daemon, fs: &Session) {
     std::fs::write(d.share.join("from-host.txt"), b"written by the host").unwrap();
     let data = b"written by the guest";
     let (entry, open) = fs
-        .create(1, "hello.txt", libc::S_IFREG | 0o644, libc::O_RDWR as u32, 0)
+        .create(
+            1,
+            "hello.txt",
+            libc::S_IFREG | 0o644,
+            libc::O_RDWR as u32,
+            0,
+        )
         .unwrap_or_else(|e| panic!("CREATE: {e}\n{}", d.log()));
-    assert_eq!(fs.write(entry.nodeid, open.fh, 0, data).unwrap(), data.len() as u32);
+    assert_eq!(
+        fs.write(entry.nodeid, open.fh, 0, data).unwrap(),
+        data.len() as u32
+    );
     assert_eq!(fs.read(entry.nodeid, open.fh, 0, 4096).unwrap(), data);
-    fs.release(entry.nodeid, open.fh, libc::O_RDWR as u32, 0, 0).unwrap();
+    fs.release(entry.nodeid, open.fh, libc::O_RDWR as u32, 0, 0)
+        .unwrap();
     assert_eq!(std::fs::read(d.share.join("hello.txt")).unwrap(), data);
 
     let host = fs.lookup(1, "from-host.txt").unwrap();
     let open = fs.open(host.nodeid, libc::O_RDONLY as u32).unwrap();
-    assert_eq!(fs.read(host.nodeid, open.fh, 0, 4096).unwrap(), b"written by the host");
+    assert_eq!(
+        fs.read(host.nodeid, open.fh, 0, 4096).unwrap(),
+        b"written by the host"
+    );
 }
 
 /// The process libvirt recorded is the serving process: fsjail-virtiofsd exec'd fsjail.
@@ -128,7 +155,14 @@ fn assert_became_fsjail(d: &Daemon) {
     let exe =
         std::fs::read_link(format!("/proc/{}/exe", d.child.id())).expect("read /proc/pid/exe");
     let fsjail = std::fs::canonicalize(FSJAIL).unwrap();
-    assert_eq!(exe, fsjail, "pid {} runs {}\n{}", d.child.id(), exe.display(), d.log());
+    assert_eq!(
+        exe,
+        fsjail,
+        "pid {} runs {}\n{}",
+        d.child.id(),
+        exe.display(),
+        d.log()
+    );
 }
 
 fn os(list: &[&str]) -> Vec<OsString> {
@@ -139,9 +173,15 @@ fn os(list: &[&str]) -> Vec<OsString> {
 fn libvirt_separate_options_argv_serves_a_share() {
     // qemuVirtioFSBuildCommandLine for a daemon announcing "separate-options", with
     // <driver type='virtiofs' queue='1024'/>, cache='none', xattr='on' and <openfiles>.
-    let mut hard = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit fills the live struct it is given.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) }, 0);
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
+        0
+    );
     let mut d = Daemon::start_with_fd("share", |fd, share| {
         let mut v = os(&[&format!("--fd={fd}"), "--shared-dir"]);
         v.push(share.into());
@@ -188,22 +228,34 @@ fn libvirt_legacy_o_argv_serves_a_share() {
 
 #[test]
 fn print_capabilities_is_vhost_user_json() {
-    let out = Command::new(COMPAT).arg("--print-capabilities").output().unwrap();
+    let out = Command::new(COMPAT)
+        .arg("--print-capabilities")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(json["type"], "fs");
-    let features: Vec<&str> =
-        json["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let features: Vec<&str> = json["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     assert_eq!(features, ["separate-options"]);
 
     // The descriptor that lets libvirt pick fsjail-virtiofsd without <binary path=...>
     // (QEMU's docs/interop/vhost-user.json, VhostUserBackend).
-    let desc =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/40-fsjail-virtiofsd.json"))
-            .unwrap();
+    let desc = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/40-fsjail-virtiofsd.json"
+    ))
+    .unwrap();
     let desc: serde_json::Value = serde_json::from_slice(&desc).expect("valid JSON");
     assert_eq!(desc["type"], "fs");
-    assert!(desc["binary"].as_str().unwrap().ends_with("/fsjail-virtiofsd"));
+    assert!(desc["binary"]
+        .as_str()
+        .unwrap()
+        .ends_with("/fsjail-virtiofsd"));
     assert!(desc["description"].is_string());
 
     let out = Command::new(COMPAT).arg("--version").output().unwrap();
@@ -238,9 +290,15 @@ fn unsupported_flags_fail_naming_the_flag() {
         assert!(!Path::new(sock).exists(), "{extra:?} created the socket");
     }
     // A problem only serve can see (a descriptor that is no socket) fails too, naming --fd.
-    let out = Command::new(COMPAT).args(["--fd=0", "--shared-dir", share]).output().unwrap();
+    let out = Command::new(COMPAT)
+        .args(["--fd=0", "--shared-dir", share])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--fd 0"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--fd 0"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -254,19 +312,31 @@ fn systemd_unit_verifies() {
         eprintln!("SKIP systemd_unit_verifies: systemd-analyze is not installed");
         return;
     }
-    let unit =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/fsjail.service"))
-            .expect("contrib/fsjail.service");
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/fsjail.service"
+    ))
+    .expect("contrib/fsjail.service");
     assert!(unit.contains("Type=notify") && unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     // verify checks that ExecStart's binary exists: point it at the one just built.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fsjail.service");
     std::fs::write(&path, unit.replace("/usr/bin/fsjail", FSJAIL)).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
     // Unknown or misspelled directives are only warnings; treat them as failures.
-    let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("fsjail.service")).collect();
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("fsjail.service"))
+        .collect();
     assert!(ours.is_empty(), "warnings about the unit:\n{stderr}");
 }
 
@@ -274,7 +344,8 @@ fn notify_socket(name: &str) -> (UnixDatagram, String) {
     let name = format!("fsjail-compat-{name}-{}", std::process::id());
     let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let sock = UnixDatagram::bind_addr(&addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     (sock, format!("@{name}"))
 }
 
@@ -296,9 +367,17 @@ fn ready_arrives_once_the_socket_listens() {
         .arg(format!("--shared-dir={}", share.display()))
         .env("NOTIFY_SOCKET", &addr);
     let child = spawn_logged(&mut cmd, &log);
-    let d = Daemon { child, dir, share, sock, log };
+    let d = Daemon {
+        child,
+        dir,
+        share,
+        sock,
+        log,
+    };
     let mut buf = [0u8; 64];
-    let n = notify.recv(&mut buf).unwrap_or_else(|e| panic!("no READY=1: {e}\n{}", d.log()));
+    let n = notify
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no READY=1: {e}\n{}", d.log()));
     assert_eq!(&buf[..n], b"READY=1");
     // At READY=1 the socket is there and serves.
     exercise(&d, &d.session());
@@ -309,13 +388,24 @@ fn ready_arrives_once_the_socket_listens() {
 #[test]
 fn guest_flood_leaves_a_bounded_log() {
     let d = Daemon::start_with_fd("share", |fd, share| {
-        let mut v = os(&[&format!("--fd={fd}"), "--log-level", "debug", "--shared-dir"]);
+        let mut v = os(&[
+            &format!("--fd={fd}"),
+            "--log-level",
+            "debug",
+            "--shared-dir",
+        ]);
         v.push(share.into());
         v
     });
     let fs = d.session();
     let start = Instant::now();
-    let bad = InHeader { len: 9999, opcode: 3, unique: 1, nodeid: 1, ..InHeader::default() };
+    let bad = InHeader {
+        len: 9999,
+        opcode: 3,
+        unique: 1,
+        nodeid: 1,
+        ..InHeader::default()
+    };
     for _ in 0..10_000 {
         let r = fs.send_raw(1, &[bad.as_slice()], &[16]).unwrap();
         assert_eq!(r.used_len, 16, "an EINVAL reply");
@@ -324,8 +414,15 @@ fn guest_flood_leaves_a_bounded_log() {
     let ram = fs.device().ram();
     let outside = ram.base() + ram.size() + (1 << 20);
     for _ in 0..2_000 {
-        let desc = Descriptor { addr: outside, len: 64, flags: 0, next: 0 };
-        let token = q.post_raw(&[RawDesc { index: 0, desc }], 0, Vec::new()).unwrap();
+        let desc = Descriptor {
+            addr: outside,
+            len: 64,
+            flags: 0,
+            next: 0,
+        };
+        let token = q
+            .post_raw(&[RawDesc { index: 0, desc }], 0, Vec::new())
+            .unwrap();
         let c = q.wait(token, Duration::from_secs(10)).unwrap();
         assert_eq!(c.used_len, 0);
     }
@@ -353,14 +450,20 @@ fn guest_flood_leaves_a_bounded_log() {
     );
     assert!(log.contains("dropping malformed descriptor chain"), "{log}");
     assert!(log.contains("refused"), "{log}");
-    assert!(log.contains("were not logged"), "no suppression summary:\n{log}");
+    assert!(
+        log.contains("were not logged"),
+        "no suppression summary:\n{log}"
+    );
 }
 
 /// The broker under `Type=notify`: READY=1 arrives only when every share's socket listens.
 #[test]
 fn broker_sends_ready_once_every_share_listens() {
     let (notify, addr) = notify_socket("broker");
-    let dir = tempfile::Builder::new().prefix("fsjail-compat.").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("fsjail-compat.")
+        .tempdir()
+        .unwrap();
     let d = dir.path().canonicalize().unwrap();
     let mut policy = format!("[broker]\nruntime_dir = \"{}/run\"\n", d.display());
     for tag in ["a", "b"] {
@@ -374,7 +477,9 @@ fn broker_sends_ready_once_every_share_listens() {
     std::fs::write(d.join("policy.toml"), policy).unwrap();
     let log = d.join("broker.log");
     let mut cmd = Command::new(FSJAIL);
-    cmd.args(["run", "--policy"]).arg(d.join("policy.toml")).env("NOTIFY_SOCKET", &addr);
+    cmd.args(["run", "--policy"])
+        .arg(d.join("policy.toml"))
+        .env("NOTIFY_SOCKET", &addr);
     let mut broker = spawn_logged(&mut cmd, &log);
     let mut buf = [0u8; 64];
     let got = notify.recv(&mut buf);
@@ -389,9 +494,15 @@ fn broker_sends_ready_once_every_share_listens() {
             panic!("{tag}: {what}: {e}\n{}", log_text())
         };
         fs.init().unwrap_or_else(|e| fail("INIT", e));
-        let e = fs.lookup(1, "hello.txt").unwrap_or_else(|e| fail("LOOKUP", e));
-        let open = fs.open(e.nodeid, libc::O_RDONLY as u32).unwrap_or_else(|e| fail("OPEN", e));
-        let data = fs.read(e.nodeid, open.fh, 0, 64).unwrap_or_else(|e| fail("READ", e));
+        let e = fs
+            .lookup(1, "hello.txt")
+            .unwrap_or_else(|e| fail("LOOKUP", e));
+        let open = fs
+            .open(e.nodeid, libc::O_RDONLY as u32)
+            .unwrap_or_else(|e| fail("OPEN", e));
+        let data = fs
+            .read(e.nodeid, open.fh, 0, 64)
+            .unwrap_or_else(|e| fail("READ", e));
         assert_eq!(data, format!("hello from {tag}").as_bytes());
     }
     // SAFETY: kill(2) on the broker this test started.

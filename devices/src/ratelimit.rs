@@ -53,7 +53,11 @@ impl RateLimit {
         RateLimit {
             burst,
             interval,
-            state: Mutex::new(Window { start: None, passed: 0, suppressed: 0 }),
+            state: Mutex::new(Window {
+                start: None,
+                passed: 0,
+                suppressed: 0,
+            }),
         }
     }
 

@@ -28,9 +28,18 @@ pub enum NotifyError {
     #[error("$NOTIFY_SOCKET={addr:?}: {source}")]
     Address { addr: OsString, source: io::Error },
     #[error("sending {state:?} to $NOTIFY_SOCKET={addr:?}: {source}")]
-    Send { state: String, addr: OsString, source: io::Error },
+    Send {
+        state: String,
+        addr: OsString,
+        source: io::Error,
+    },
     #[error("sending {state:?} to $NOTIFY_SOCKET={addr:?}: short write ({sent} of {len} bytes)")]
-    Short { state: String, addr: OsString, sent: usize, len: usize },
+    Short {
+        state: String,
+        addr: OsString,
+        sent: usize,
+        len: usize,
+    },
 }
 
 /// Sends `state` (for example `"READY=1"`, `"RELOADING=1"`, `"STOPPING=1"`, or several
@@ -53,9 +62,13 @@ pub fn notify_to(addr: &OsStr, state: &str) -> Result<(), NotifyError> {
         addr: addr.to_owned(),
         source,
     })?;
-    let sent = sock.send_to_addr(state.as_bytes(), &sockaddr).map_err(|source| {
-        NotifyError::Send { state: state.to_owned(), addr: addr.to_owned(), source }
-    })?;
+    let sent = sock
+        .send_to_addr(state.as_bytes(), &sockaddr)
+        .map_err(|source| NotifyError::Send {
+            state: state.to_owned(),
+            addr: addr.to_owned(),
+            source,
+        })?;
     // A datagram is all or nothing in practice; check anyway so a truncated READY=1 is not
     // mistaken for success.
     if sent != state.len() {
@@ -76,7 +89,10 @@ fn parse_addr(addr: &OsStr) -> Result<SocketAddr, NotifyError> {
         Some(b'/') => SocketAddr::from_pathname(addr),
         _ => return Err(NotifyError::Unsupported(addr.to_owned())),
     };
-    result.map_err(|source| NotifyError::Address { addr: addr.to_owned(), source })
+    result.map_err(|source| NotifyError::Address {
+        addr: addr.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -86,8 +86,15 @@ fn serve(t: &Translation) -> LaunchError {
             eprintln!("fsjail-virtiofsd: note: {note}");
         }
     }
-    let source = Command::new(&fsjail).arg0("fsjail").arg("serve").args(t.serve_args()).exec();
-    LaunchError::Exec { path: fsjail, source }
+    let source = Command::new(&fsjail)
+        .arg0("fsjail")
+        .arg("serve")
+        .args(t.serve_args())
+        .exec();
+    LaunchError::Exec {
+        path: fsjail,
+        source,
+    }
 }
 
 /// Clears FD_CLOEXEC on the inherited socket so it survives the exec into `fsjail serve`.

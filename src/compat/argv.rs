@@ -69,9 +69,17 @@ pub enum CompatError {
     #[error("{flag}: takes no value")]
     UnexpectedValue { flag: String },
     #[error("{flag} {value:?}: {why}")]
-    BadValue { flag: String, value: String, why: String },
+    BadValue {
+        flag: String,
+        value: String,
+        why: String,
+    },
     #[error("{flag}: given twice with different values ({first:?}, then {second:?})")]
-    Conflict { flag: String, first: String, second: String },
+    Conflict {
+        flag: String,
+        first: String,
+        second: String,
+    },
     #[error("the shared directory is required: --shared-dir DIR (or -o source=DIR)")]
     NoSharedDir,
     #[error(
@@ -153,8 +161,9 @@ pub fn translate(args: &[OsString]) -> Result<Action, CompatError> {
                 Arity::Value => match inline {
                     Some(v) => Some(v),
                     None => {
-                        let v =
-                            args.get(i).ok_or(CompatError::MissingValue { flag: flag.clone() })?;
+                        let v = args
+                            .get(i)
+                            .ok_or(CompatError::MissingValue { flag: flag.clone() })?;
                         i += 1;
                         Some(v.as_bytes())
                     }
@@ -215,8 +224,12 @@ fn apply_long(
     value: Option<&[u8]>,
 ) -> Result<Option<Action>, CompatError> {
     let text = || value.map(lossy).unwrap_or_default();
-    let unsupported =
-        |why: &str| Err(CompatError::Unsupported { flag: flag.to_owned(), why: why.to_owned() });
+    let unsupported = |why: &str| {
+        Err(CompatError::Unsupported {
+            flag: flag.to_owned(),
+            why: why.to_owned(),
+        })
+    };
     match &flag[2..] {
         "print-capabilities" => return Ok(Some(Action::PrintCapabilities)),
         "version" => return Ok(Some(Action::Version)),
@@ -337,8 +350,15 @@ fn apply_long(
 }
 
 /// `-o` options that take `=value` (the C virtiofsd's and virtiofsd 1.x's compat parser).
-const LEGACY_VALUED: &[&str] =
-    &["source", "cache", "sandbox", "log_level", "xattrmap", "modcaps", "timeout"];
+const LEGACY_VALUED: &[&str] = &[
+    "source",
+    "cache",
+    "sandbox",
+    "log_level",
+    "xattrmap",
+    "modcaps",
+    "timeout",
+];
 /// `-o` options without a value.
 const LEGACY_SWITCHES: &[&str] = &[
     "xattr",
@@ -384,8 +404,12 @@ fn apply_legacy(t: &mut Translation, option: &[u8]) -> Result<(), CompatError> {
     } else {
         return Err(CompatError::Unknown { flag });
     }
-    let unsupported =
-        |why: &str| Err(CompatError::Unsupported { flag: flag.clone(), why: why.to_owned() });
+    let unsupported = |why: &str| {
+        Err(CompatError::Unsupported {
+            flag: flag.clone(),
+            why: why.to_owned(),
+        })
+    };
     match key_text.as_str() {
         "source" => set_os(&mut t.shared_dir, value.unwrap_or_default(), &flag)?,
         "cache" => {
@@ -474,20 +498,36 @@ fn log_level(flag: &str, value: &str) -> Result<&'static str, CompatError> {
         "info" => "info",
         "debug" => "debug",
         "trace" => "trace",
-        _ => return Err(bad(flag, value, "expected error, warn, info, debug, trace or off")),
+        _ => {
+            return Err(bad(
+                flag,
+                value,
+                "expected error, warn, info, debug, trace or off",
+            ))
+        }
     })
 }
 
 fn parse_num<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, CompatError> {
-    value.parse().map_err(|_| bad(flag, value, "expected a number"))
+    value
+        .parse()
+        .map_err(|_| bad(flag, value, "expected a number"))
 }
 
 fn bad(flag: &str, value: &str, why: &str) -> CompatError {
-    CompatError::BadValue { flag: flag.to_owned(), value: value.to_owned(), why: why.to_owned() }
+    CompatError::BadValue {
+        flag: flag.to_owned(),
+        value: value.to_owned(),
+        why: why.to_owned(),
+    }
 }
 
 fn conflict(flag: &str, first: String, second: String) -> CompatError {
-    CompatError::Conflict { flag: flag.to_owned(), first, second }
+    CompatError::Conflict {
+        flag: flag.to_owned(),
+        first,
+        second,
+    }
 }
 
 /// Sets a setting once; the same value again is fine, a different one is an error (virtiofsd's
@@ -533,12 +573,16 @@ fn set_string(slot: &mut Option<String>, value: String, flag: &str) -> Result<()
 fn set_os(slot: &mut Option<OsString>, value: &[u8], flag: &str) -> Result<(), CompatError> {
     let value = OsStr::from_bytes(value).to_owned();
     if value.is_empty() {
-        return Err(CompatError::MissingValue { flag: flag.to_owned() });
+        return Err(CompatError::MissingValue {
+            flag: flag.to_owned(),
+        });
     }
     match slot {
-        Some(old) if *old != value => {
-            Err(conflict(flag, lossy(old.as_bytes()), lossy(value.as_bytes())))
-        }
+        Some(old) if *old != value => Err(conflict(
+            flag,
+            lossy(old.as_bytes()),
+            lossy(value.as_bytes()),
+        )),
         _ => {
             *slot = Some(value);
             Ok(())
@@ -585,9 +629,11 @@ impl Translation {
         if let Some(n) = self.rlimit_nofile {
             push("--rlimit-nofile", OsStr::new(&n.to_string()));
         }
-        for (on, flag) in
-            [(self.readonly, "--readonly"), (self.xattr, "--xattr"), (self.syslog, "--syslog")]
-        {
+        for (on, flag) in [
+            (self.readonly, "--readonly"),
+            (self.xattr, "--xattr"),
+            (self.syslog, "--syslog"),
+        ] {
             if on {
                 out.push(flag.into());
             }

@@ -17,7 +17,11 @@ fn serve(list: &[&str]) -> Translation {
 }
 
 fn serve_argv(list: &[&str]) -> Vec<String> {
-    serve(list).serve_args().into_iter().map(|a| a.into_string().unwrap()).collect()
+    serve(list)
+        .serve_args()
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect()
 }
 
 fn err(list: &[&str]) -> CompatError {
@@ -78,7 +82,10 @@ fn libvirt_legacy_o_shape() {
         "--thread-pool-size=1",
         "-d",
     ]);
-    assert_eq!(t.shared_dir.as_deref(), Some(std::ffi::OsStr::new("/srv/a,b")));
+    assert_eq!(
+        t.shared_dir.as_deref(),
+        Some(std::ffi::OsStr::new("/srv/a,b"))
+    );
     assert_eq!(t.fd, Some(23));
     assert_eq!(t.cache, Some("never"));
     assert_eq!(t.sandbox, Some("namespace"));
@@ -106,7 +113,13 @@ fn kata_go_runtime_shape() {
     assert_eq!(t.fd, Some(3));
     assert_eq!(t.notes.len(), 2);
     // Kata's default extra args also ask for submount announcements, which fsjail refuses.
-    let e = err(&["--syslog", "--cache=auto", "--shared-dir=/s", "--fd=3", "--announce-submounts"]);
+    let e = err(&[
+        "--syslog",
+        "--cache=auto",
+        "--shared-dir=/s",
+        "--fd=3",
+        "--announce-submounts",
+    ]);
     assert!(e.to_string().contains("--announce-submounts"), "{e}");
     assert!(e.to_string().contains("virtio_fs_extra_args"), "{e}");
     let e = err(&["--shared-dir=/s", "--fd=3", "-o", "announce_submounts"]);
@@ -154,7 +167,10 @@ fn qemu_docs_shape() {
 
 #[test]
 fn queries_short_circuit() {
-    assert_eq!(translate(&args(&["--print-capabilities"])), Ok(Action::PrintCapabilities));
+    assert_eq!(
+        translate(&args(&["--print-capabilities"])),
+        Ok(Action::PrintCapabilities)
+    );
     assert_eq!(translate(&args(&["-V"])), Ok(Action::Version));
     assert_eq!(translate(&args(&["--version"])), Ok(Action::Version));
     assert_eq!(translate(&args(&["-h"])), Ok(Action::Help));
@@ -225,7 +241,11 @@ fn accepted_equivalents() {
     ] {
         let mut list = base.to_vec();
         list.push(extra);
-        assert_eq!(serve(&list).serve_args().len(), 4, "{extra} changed the serve argv");
+        assert_eq!(
+            serve(&list).serve_args().len(),
+            4,
+            "{extra} changed the serve argv"
+        );
     }
 }
 
@@ -233,11 +253,26 @@ fn accepted_equivalents() {
 fn malformed_command_lines() {
     assert_eq!(err(&["--fd=3"]), CompatError::NoSharedDir);
     assert_eq!(err(&["--shared-dir=/s"]), CompatError::NoSocket);
-    assert_eq!(err(&["--shared-dir=/s", "--fd=3", "--socket-path=/x"]), CompatError::BothSockets);
-    assert!(matches!(err(&["--shared-dir"]), CompatError::MissingValue { .. }));
-    assert!(matches!(err(&["--fd=3", "--shared-dir=/s", "-o"]), CompatError::MissingValue { .. }));
-    assert!(matches!(err(&["--fd=x", "--shared-dir=/s"]), CompatError::BadValue { .. }));
-    assert!(matches!(err(&["--fd=-1", "--shared-dir=/s"]), CompatError::BadValue { .. }));
+    assert_eq!(
+        err(&["--shared-dir=/s", "--fd=3", "--socket-path=/x"]),
+        CompatError::BothSockets
+    );
+    assert!(matches!(
+        err(&["--shared-dir"]),
+        CompatError::MissingValue { .. }
+    ));
+    assert!(matches!(
+        err(&["--fd=3", "--shared-dir=/s", "-o"]),
+        CompatError::MissingValue { .. }
+    ));
+    assert!(matches!(
+        err(&["--fd=x", "--shared-dir=/s"]),
+        CompatError::BadValue { .. }
+    ));
+    assert!(matches!(
+        err(&["--fd=-1", "--shared-dir=/s"]),
+        CompatError::BadValue { .. }
+    ));
     assert!(matches!(
         err(&["--fd=3", "--shared-dir=/s", "--xattr=yes"]),
         CompatError::UnexpectedValue { .. }
@@ -254,7 +289,10 @@ fn malformed_command_lines() {
         err(&["--fd=3", "--shared-dir=/s", "--cache=sometimes"]),
         CompatError::BadValue { .. }
     ));
-    assert!(matches!(err(&["--fd=3", "--shared-dir=/s", "stray"]), CompatError::Positional(_)));
+    assert!(matches!(
+        err(&["--fd=3", "--shared-dir=/s", "stray"]),
+        CompatError::Positional(_)
+    ));
     assert!(matches!(
         err(&["--fd=3", "--shared-dir=/s", "--", "stray"]),
         CompatError::Positional(_)
@@ -264,22 +302,49 @@ fn malformed_command_lines() {
         err(&["--fd=3", "--shared-dir=/s", "-o", "source=/t"]),
         CompatError::Conflict { .. }
     ));
-    assert!(matches!(err(&["--fd=3", "--fd=4", "--shared-dir=/s"]), CompatError::Conflict { .. }));
-    serve(&["--fd=3", "--shared-dir=/s", "-o", "source=/s,cache=none", "--cache=never"]);
+    assert!(matches!(
+        err(&["--fd=3", "--fd=4", "--shared-dir=/s"]),
+        CompatError::Conflict { .. }
+    ));
+    serve(&[
+        "--fd=3",
+        "--shared-dir=/s",
+        "-o",
+        "source=/s,cache=none",
+        "--cache=never",
+    ]);
     // -oVALUE and -o=VALUE spellings.
-    assert_eq!(serve(&["--fd=3", "-osource=/a"]).shared_dir, Some("/a".into()));
-    assert_eq!(serve(&["--fd=3", "-o=source=/b"]).shared_dir, Some("/b".into()));
+    assert_eq!(
+        serve(&["--fd=3", "-osource=/a"]).shared_dir,
+        Some("/a".into())
+    );
+    assert_eq!(
+        serve(&["--fd=3", "-o=source=/b"]).shared_dir,
+        Some("/b".into())
+    );
 }
 
 #[test]
 fn non_utf8_paths_pass_through_untouched() {
     let dir = OsString::from_vec(b"/srv/\xff\xfe".to_vec());
-    let list = vec![OsString::from("--fd=3"), OsString::from("--shared-dir"), dir.clone()];
-    let Ok(Action::Serve(t)) = translate(&list) else { panic!("refused") };
+    let list = vec![
+        OsString::from("--fd=3"),
+        OsString::from("--shared-dir"),
+        dir.clone(),
+    ];
+    let Ok(Action::Serve(t)) = translate(&list) else {
+        panic!("refused")
+    };
     assert_eq!(t.serve_args()[1], dir);
     let legacy = b"source=/x\xff,,y".to_vec();
-    let list = vec![OsString::from("--fd=3"), OsString::from("-o"), OsString::from_vec(legacy)];
-    let Ok(Action::Serve(t)) = translate(&list) else { panic!("refused") };
+    let list = vec![
+        OsString::from("--fd=3"),
+        OsString::from("-o"),
+        OsString::from_vec(legacy),
+    ];
+    let Ok(Action::Serve(t)) = translate(&list) else {
+        panic!("refused")
+    };
     assert_eq!(t.shared_dir, Some(OsString::from_vec(b"/x\xff,y".to_vec())));
 }
 

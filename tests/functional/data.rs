@@ -133,7 +133,6 @@ pub(crate) fn statfs_matches_host_statvfs(kind: Kind) {
     }
 }
 
-
 /// CREATE makes the host file with the requested mode (minus umask) and the caller as owner,
 /// and returns a working handle.
 pub(crate) fn create(kind: Kind) {

@@ -93,7 +93,13 @@ pub(crate) fn errors_map_to_the_right_errno(kind: Kind) {
 
     // EXDEV: a different filesystem mounted inside the share (needs root). It is mounted
     // before the backend starts: a jailed worker serves the mount tree it saw at start.
-    let b = Backend::start(kind, &Config { tmpfs_at: Some("mnt"), ..Config::default() });
+    let b = Backend::start(
+        kind,
+        &Config {
+            tmpfs_at: Some("mnt"),
+            ..Config::default()
+        },
+    );
     if !b.has_tmpfs() {
         return;
     }

@@ -191,10 +191,12 @@ impl<F: FileSystem> FileSystem for SharePolicy<F> {
         let Some(resolve) = &self.xattr_paths else {
             return self.inner.getxattr(ctx, inode, name, size);
         };
-        Ok(match xattr_path::get(&resolve(inode.into())?, name, size)? {
-            xattr_path::Sized::Bytes(v) => GetxattrReply::Value(v),
-            xattr_path::Sized::Count(n) => GetxattrReply::Count(n),
-        })
+        Ok(
+            match xattr_path::get(&resolve(inode.into())?, name, size)? {
+                xattr_path::Sized::Bytes(v) => GetxattrReply::Value(v),
+                xattr_path::Sized::Count(n) => GetxattrReply::Count(n),
+            },
+        )
     }
 
     fn listxattr(

@@ -17,7 +17,8 @@ pub enum Sized {
 
 fn c_path(path: &Path) -> io::Result<CString> {
     // readlink never yields a NUL, but a path is refused rather than trusted.
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// The result of an xattr syscall: its non-negative count, or the errno it set.
@@ -38,8 +39,14 @@ pub fn get(path: &Path, name: &CStr, size: u32) -> io::Result<Sized> {
     let mut buf = vec![0u8; size as usize];
     // SAFETY: the strings are NUL-terminated; `buf` is writable for `buf.len()` bytes and the
     // kernel writes at most that many.
-    let res =
-        unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let res = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     let len = check(res)?;
     Ok(sized(buf, size, len))
 }
@@ -94,9 +101,15 @@ mod tests {
         }
         assert!(matches!(get(&file, name, 0).unwrap(), Sized::Count(5)));
         assert!(matches!(get(&file, name, 64).unwrap(), Sized::Bytes(v) if v == b"value"));
-        assert_eq!(get(&file, name, 2).err().and_then(|e| e.raw_os_error()), Some(libc::ERANGE));
+        assert_eq!(
+            get(&file, name, 2).err().and_then(|e| e.raw_os_error()),
+            Some(libc::ERANGE)
+        );
         assert!(matches!(list(&file, 64).unwrap(), Sized::Bytes(v) if v == b"user.fsjail-test\0"));
         remove(&file, name).unwrap();
-        assert_eq!(get(&file, name, 64).err().and_then(|e| e.raw_os_error()), Some(libc::ENODATA));
+        assert_eq!(
+            get(&file, name, 64).err().and_then(|e| e.raw_os_error()),
+            Some(libc::ENODATA)
+        );
     }
 }

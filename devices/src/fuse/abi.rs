@@ -83,12 +83,56 @@ impl Opcode {
     pub fn from_u32(value: u32) -> Option<Opcode> {
         use Opcode::*;
         const ALL: [Opcode; 50] = [
-            Lookup, Forget, Getattr, Setattr, Readlink, Symlink, Mknod, Mkdir, Unlink, Rmdir,
-            Rename, Link, Open, Read, Write, Statfs, Release, Fsync, Setxattr, Getxattr,
-            Listxattr, Removexattr, Flush, Init, Opendir, Readdir, Releasedir, Fsyncdir, Getlk,
-            Setlk, Setlkw, Access, Create, Interrupt, Bmap, Destroy, Ioctl, Poll, NotifyReply,
-            BatchForget, Fallocate, Readdirplus, Rename2, Lseek, CopyFileRange, Setupmapping,
-            Removemapping, Syncfs, Tmpfile, Statx,
+            Lookup,
+            Forget,
+            Getattr,
+            Setattr,
+            Readlink,
+            Symlink,
+            Mknod,
+            Mkdir,
+            Unlink,
+            Rmdir,
+            Rename,
+            Link,
+            Open,
+            Read,
+            Write,
+            Statfs,
+            Release,
+            Fsync,
+            Setxattr,
+            Getxattr,
+            Listxattr,
+            Removexattr,
+            Flush,
+            Init,
+            Opendir,
+            Readdir,
+            Releasedir,
+            Fsyncdir,
+            Getlk,
+            Setlk,
+            Setlkw,
+            Access,
+            Create,
+            Interrupt,
+            Bmap,
+            Destroy,
+            Ioctl,
+            Poll,
+            NotifyReply,
+            BatchForget,
+            Fallocate,
+            Readdirplus,
+            Rename2,
+            Lseek,
+            CopyFileRange,
+            Setupmapping,
+            Removemapping,
+            Syncfs,
+            Tmpfile,
+            Statx,
         ];
         ALL.iter().copied().find(|op| *op as u32 == value)
     }
@@ -673,12 +717,54 @@ macro_rules! plain_old_data {
 }
 
 plain_old_data!(
-    InHeader, OutHeader, InitIn, InitOut, Attr, EntryOut, AttrOut, GetattrIn, SetattrIn, MknodIn,
-    MkdirIn, RenameIn, Rename2In, LinkIn, OpenIn, CreateIn, OpenOut, ReleaseIn, FlushIn, ReadIn,
-    WriteIn, WriteOut, Kstatfs, StatfsOut, FsyncIn, SetxattrIn, GetxattrIn, GetxattrOut, FileLock,
-    LkIn, LkOut, AccessIn, InterruptIn, IoctlIn, IoctlOut, FallocateIn, LseekIn, LseekOut,
-    CopyFileRangeIn, ForgetIn, BatchForgetIn, ForgetOne, Dirent, Direntplus, SyncfsIn,
-    SetupmappingIn, RemovemappingIn, RemovemappingOne,
+    InHeader,
+    OutHeader,
+    InitIn,
+    InitOut,
+    Attr,
+    EntryOut,
+    AttrOut,
+    GetattrIn,
+    SetattrIn,
+    MknodIn,
+    MkdirIn,
+    RenameIn,
+    Rename2In,
+    LinkIn,
+    OpenIn,
+    CreateIn,
+    OpenOut,
+    ReleaseIn,
+    FlushIn,
+    ReadIn,
+    WriteIn,
+    WriteOut,
+    Kstatfs,
+    StatfsOut,
+    FsyncIn,
+    SetxattrIn,
+    GetxattrIn,
+    GetxattrOut,
+    FileLock,
+    LkIn,
+    LkOut,
+    AccessIn,
+    InterruptIn,
+    IoctlIn,
+    IoctlOut,
+    FallocateIn,
+    LseekIn,
+    LseekOut,
+    CopyFileRangeIn,
+    ForgetIn,
+    BatchForgetIn,
+    ForgetOne,
+    Dirent,
+    Direntplus,
+    SyncfsIn,
+    SetupmappingIn,
+    RemovemappingIn,
+    RemovemappingOne,
 );
 
 #[cfg(test)]
@@ -734,13 +820,21 @@ mod tests {
 
     #[test]
     fn rename2_flags_are_checked() {
-        let ok = Rename2In { newdir: 1, flags: libc::RENAME_NOREPLACE, padding: 0 };
+        let ok = Rename2In {
+            newdir: 1,
+            flags: libc::RENAME_NOREPLACE,
+            padding: 0,
+        };
         let both = Rename2In {
             newdir: 1,
             flags: libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE,
             padding: 0,
         };
-        let unknown = Rename2In { newdir: 1, flags: 1 << 9, padding: 0 };
+        let unknown = Rename2In {
+            newdir: 1,
+            flags: 1 << 9,
+            padding: 0,
+        };
         assert!(ok.is_valid());
         assert!(!both.is_valid());
         assert!(!unknown.is_valid());

@@ -19,7 +19,9 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
 
 use crate::fuse::server::Server;
 
@@ -140,7 +142,10 @@ where
     fn get_shmem_config(&self) -> io::Result<VhostUserShMemConfig> {
         match self.server.dax() {
             Some(dax) => Ok(VhostUserShMemConfig::new(1, &[dax.window().len()])),
-            None => Err(io::Error::new(io::ErrorKind::Unsupported, "this share has no DAX window")),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this share has no DAX window",
+            )),
         }
     }
 
@@ -152,7 +157,8 @@ where
     }
 
     fn set_event_idx(&self, enabled: bool) {
-        self.event_idx.store(enabled, std::sync::atomic::Ordering::Release);
+        self.event_idx
+            .store(enabled, std::sync::atomic::Ordering::Release);
     }
 
     /// Refuses a table with a region past the end of its file (see [`memory::check_backing`]):
@@ -178,7 +184,13 @@ where
     /// queue i.
     fn queues_per_thread(&self) -> Vec<u64> {
         (0..self.thread_count())
-            .map(|t| if t == 0 { 0b11 } else { 1u64 << (t + HIPRIO_QUEUES) })
+            .map(|t| {
+                if t == 0 {
+                    0b11
+                } else {
+                    1u64 << (t + HIPRIO_QUEUES)
+                }
+            })
             .collect()
     }
 
@@ -214,17 +226,26 @@ where
         _thread_id: usize,
     ) -> io::Result<()> {
         if evset != EventSet::IN {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unexpected event set"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "unexpected event set",
+            ));
         }
         let vring = vrings.get(device_event as usize).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("no queue {device_event}"))
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no queue {device_event}"),
+            )
         })?;
         let mem = match self.mem.read() {
             Ok(m) => m.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         let Some(mem) = mem else {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "no guest memory yet"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no guest memory yet",
+            ));
         };
         let event_idx = self.event_idx.load(std::sync::atomic::Ordering::Acquire);
         queue::process(&self.server, &mem, vring, event_idx)

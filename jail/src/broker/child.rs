@@ -69,14 +69,20 @@ impl Child {
         let stderr = match LinePipe::new(worker.stderr) {
             Ok(pipe) => Some(pipe),
             Err(e) => {
-                warn!("share {:?} [{}]: cannot read its stderr: {e}", share.tag, worker.pid);
+                warn!(
+                    "share {:?} [{}]: cannot read its stderr: {e}",
+                    share.tag, worker.pid
+                );
                 None
             }
         };
         // Our end only (a socketpair's ends are separate open files): reading READY must never
         // block the event loop, even after the worker is gone.
         if let Err(e) = super::logpipe::set_nonblocking(&worker.control) {
-            warn!("share {:?} [{}]: control socket: {e}", share.tag, worker.pid);
+            warn!(
+                "share {:?} [{}]: control socket: {e}",
+                share.tag, worker.pid
+            );
         }
         info!("share {:?} [{}]: worker started", share.tag, worker.pid);
         Ok(Child {
@@ -208,8 +214,11 @@ impl Child {
             self.read_control();
         }
         let uptime = self.started.elapsed();
-        let level =
-            if ending.is_clean() || self.kill_at.is_some() { Level::Info } else { Level::Warn };
+        let level = if ending.is_clean() || self.kill_at.is_some() {
+            Level::Info
+        } else {
+            Level::Warn
+        };
         log!(
             level,
             "share {:?} [{}]: worker {ending} after {:.1} s",
@@ -246,7 +255,10 @@ mod tests {
             parse_logger_line("fsjail[12] WARN: low on fds"),
             Some((Level::Warn, "low on fds"))
         );
-        assert_eq!(parse_logger_line("fsjail[12] DEBUG: a: b"), Some((Level::Debug, "a: b")));
+        assert_eq!(
+            parse_logger_line("fsjail[12] DEBUG: a: b"),
+            Some((Level::Debug, "a: b"))
+        );
         assert_eq!(parse_logger_line("thread 'main' panicked at x"), None);
         assert_eq!(parse_logger_line("fsjail[1] LOUD: x"), None);
     }

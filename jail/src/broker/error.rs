@@ -20,7 +20,11 @@ pub enum BrokerError {
     #[error("runtime_dir {path:?}: {source}")]
     RuntimeDir { path: PathBuf, source: io::Error },
     #[error("share {tag:?}: path {path:?}: {source}")]
-    ShareDir { tag: String, path: PathBuf, source: io::Error },
+    ShareDir {
+        tag: String,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("share {tag:?}: {source}")]
     Socket { tag: String, source: SocketError },
     #[error("share {tag:?}: starting the worker: {source}")]

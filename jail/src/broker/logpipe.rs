@@ -26,7 +26,10 @@ impl LinePipe {
     /// `fd` is the read end; it is switched to non-blocking so a drain never stalls the loop.
     pub fn new(fd: OwnedFd) -> io::Result<LinePipe> {
         set_nonblocking(&fd)?;
-        Ok(LinePipe { file: std::fs::File::from(fd), buf: Vec::new() })
+        Ok(LinePipe {
+            file: std::fs::File::from(fd),
+            buf: Vec::new(),
+        })
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -89,8 +92,11 @@ pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let flags =
         fcntl(std::os::fd::AsRawFd::as_raw_fd(fd), FcntlArg::F_GETFL).map_err(io::Error::from)?;
     let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
-    fcntl(std::os::fd::AsRawFd::as_raw_fd(fd), FcntlArg::F_SETFL(flags))
-        .map_err(io::Error::from)?;
+    fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(fd),
+        FcntlArg::F_SETFL(flags),
+    )
+    .map_err(io::Error::from)?;
     Ok(())
 }
 
@@ -109,11 +115,17 @@ mod tests {
         let (mut p, mut w) = pipe();
         w.write_all(b"one\ntwo\nthr").unwrap();
         let mut got = Vec::new();
-        assert!(matches!(p.drain(|l| got.push(l.to_owned())).unwrap(), Drained::Pending));
+        assert!(matches!(
+            p.drain(|l| got.push(l.to_owned())).unwrap(),
+            Drained::Pending
+        ));
         assert_eq!(got, ["one", "two"]);
         w.write_all(b"ee").unwrap();
         drop(w);
-        assert!(matches!(p.drain(|l| got.push(l.to_owned())).unwrap(), Drained::Eof));
+        assert!(matches!(
+            p.drain(|l| got.push(l.to_owned())).unwrap(),
+            Drained::Eof
+        ));
         assert_eq!(got, ["one", "two", "three"]);
     }
 

@@ -37,8 +37,11 @@ impl Supervisor {
         }
         log::set_max_level(policy.broker.log_level);
         self.broker = policy.broker;
-        let mut wanted: HashMap<String, ShareConfig> =
-            policy.shares.iter().map(|s| (s.tag.clone(), s.clone())).collect();
+        let mut wanted: HashMap<String, ShareConfig> = policy
+            .shares
+            .iter()
+            .map(|s| (s.tag.clone(), s.clone()))
+            .collect();
         let now = Instant::now();
 
         // 1. Removed shares.
@@ -48,7 +51,10 @@ impl Supervisor {
                 kept.push(share);
                 continue;
             }
-            info!("share {:?}: removed from the policy; stopping it", share.config.tag);
+            info!(
+                "share {:?}: removed from the policy; stopping it",
+                share.config.tag
+            );
             if let Some(socket) = share.socket.take() {
                 socket.remove();
             }
@@ -71,7 +77,9 @@ impl Supervisor {
 
         // 2b. Changed shares bind their new socket and restart; unchanged ones revive if down.
         for i in 0..self.shares.len() {
-            let Some(new) = wanted.remove(&self.shares[i].config.tag) else { continue };
+            let Some(new) = wanted.remove(&self.shares[i].config.tag) else {
+                continue;
+            };
             let share = &mut self.shares[i];
             if new == share.config {
                 if share.down.is_some() {

@@ -32,7 +32,11 @@ pub struct RestartTracker {
 impl RestartTracker {
     /// Records a failure at `now` of a worker that had been up for `uptime`.
     pub fn failed(&mut self, now: Instant, uptime: Duration) -> Decision {
-        while self.failures.front().is_some_and(|&t| now.duration_since(t) >= FAILURE_WINDOW) {
+        while self
+            .failures
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= FAILURE_WINDOW)
+        {
             self.failures.pop_front();
         }
         self.failures.push_back(now);
@@ -42,7 +46,9 @@ impl RestartTracker {
         if uptime >= HEALTHY_UPTIME {
             self.in_a_row = 0;
         }
-        let delay = FIRST_DELAY.saturating_mul(1u32 << self.in_a_row.min(16)).min(MAX_DELAY);
+        let delay = FIRST_DELAY
+            .saturating_mul(1u32 << self.in_a_row.min(16))
+            .min(MAX_DELAY);
         self.in_a_row = self.in_a_row.saturating_add(1);
         Decision::RestartAfter(delay)
     }
@@ -63,8 +69,9 @@ mod tests {
     fn doubles_then_gives_up_at_five_in_a_minute() {
         let mut t = RestartTracker::default();
         let start = Instant::now();
-        let got: Vec<Decision> =
-            (0..5).map(|i| t.failed(start + Duration::from_secs(i), SHORT)).collect();
+        let got: Vec<Decision> = (0..5)
+            .map(|i| t.failed(start + Duration::from_secs(i), SHORT))
+            .collect();
         assert_eq!(
             got,
             [

@@ -41,12 +41,21 @@ pub struct BoundSocket {
 impl BoundSocket {
     /// A listener our caller bound and keeps the path of; `path` only names it in logs.
     pub fn inherited(listener: OwnedFd, path: &Path) -> BoundSocket {
-        BoundSocket { path: path.to_path_buf(), listener, dev: 0, ino: 0, inherited: true }
+        BoundSocket {
+            path: path.to_path_buf(),
+            listener,
+            dev: 0,
+            ino: 0,
+            inherited: true,
+        }
     }
 
     pub fn bind(path: &Path) -> Result<BoundSocket, SocketError> {
         remove_stale(path)?;
-        let err = |source| SocketError::Bind { path: path.to_path_buf(), source };
+        let err = |source| SocketError::Bind {
+            path: path.to_path_buf(),
+            source,
+        };
         let listener = UnixListener::bind(path).map_err(err)?;
         let meta = fs::symlink_metadata(path).map_err(err)?;
         Ok(BoundSocket {
@@ -83,18 +92,39 @@ fn remove_stale(path: &Path) -> Result<(), SocketError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(SocketError::Bind { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(SocketError::Bind {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
     if !meta.file_type().is_socket() {
-        return Err(SocketError::NotASocket { path: path.to_path_buf() });
+        return Err(SocketError::NotASocket {
+            path: path.to_path_buf(),
+        });
     }
     // Connecting tells a live listener from a leftover: only a leftover refuses.
     match UnixStream::connect(path) {
-        Ok(_) => Err(SocketError::InUse { path: path.to_path_buf() }),
+        Ok(_) => Err(SocketError::InUse {
+            path: path.to_path_buf(),
+        }),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => fs::remove_file(path)
-            .or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-            .map_err(|source| SocketError::RemoveStale { path: path.to_path_buf(), source }),
-        Err(source) => Err(SocketError::Bind { path: path.to_path_buf(), source }),
+            .or_else(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|source| SocketError::RemoveStale {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(source) => Err(SocketError::Bind {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -108,13 +138,19 @@ mod tests {
         let path = dir.path().join("s.sock");
         drop(UnixListener::bind(&path).unwrap()); // leaves a stale socket file
         let bound = BoundSocket::bind(&path).unwrap();
-        assert!(matches!(BoundSocket::bind(&path), Err(SocketError::InUse { .. })));
+        assert!(matches!(
+            BoundSocket::bind(&path),
+            Err(SocketError::InUse { .. })
+        ));
         UnixStream::connect(&path).unwrap();
         bound.remove();
         assert!(!path.exists());
 
         fs::write(&path, b"x").unwrap();
-        assert!(matches!(BoundSocket::bind(&path), Err(SocketError::NotASocket { .. })));
+        assert!(matches!(
+            BoundSocket::bind(&path),
+            Err(SocketError::NotASocket { .. })
+        ));
         assert!(path.exists());
     }
 

@@ -115,7 +115,9 @@ impl Supervisor {
             sup.file.display()
         );
         for config in policy.shares {
-            let bound = listener.take().map(|fd| BoundSocket::inherited(fd, &config.socket));
+            let bound = listener
+                .take()
+                .map(|fd| BoundSocket::inherited(fd, &config.socket));
             if let Err(e) = sup.add_share_on(config, bound) {
                 sup.abort();
                 return Err(e);
@@ -136,22 +138,33 @@ impl Supervisor {
         config: ShareConfig,
         bound: Option<BoundSocket>,
     ) -> Result<(), BrokerError> {
-        config.ensure_path().map_err(|source| BrokerError::ShareDir {
-            tag: config.tag.clone(),
-            path: config.path.clone(),
-            source,
-        })?;
+        config
+            .ensure_path()
+            .map_err(|source| BrokerError::ShareDir {
+                tag: config.tag.clone(),
+                path: config.path.clone(),
+                source,
+            })?;
         let socket = match bound {
             Some(socket) => socket,
-            None => BoundSocket::bind(&config.socket)
-                .map_err(|source| BrokerError::Socket { tag: config.tag.clone(), source })?,
+            None => BoundSocket::bind(&config.socket).map_err(|source| BrokerError::Socket {
+                tag: config.tag.clone(),
+                source,
+            })?,
         };
-        info!("share {:?}: listening on {}", config.tag, config.socket.display());
+        info!(
+            "share {:?}: listening on {}",
+            config.tag,
+            config.socket.display()
+        );
         let child = match Child::spawn(&config, socket.listener(), &self.exe) {
             Ok(child) => child,
             Err(source) => {
                 socket.remove();
-                return Err(BrokerError::Spawn { tag: config.tag.clone(), source });
+                return Err(BrokerError::Spawn {
+                    tag: config.tag.clone(),
+                    source,
+                });
             }
         };
         let mut share = Share::new(config, socket);
@@ -246,7 +259,12 @@ impl Supervisor {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.worker.as_ref().map(|c| (Owner::Share(i), c)))
-            .chain(self.retiring.iter().enumerate().map(|(i, c)| (Owner::Retiring(i), c)));
+            .chain(
+                self.retiring
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (Owner::Retiring(i), c)),
+            );
         for (owner, child) in children {
             add(child.pidfd(), Token::Exit(owner));
             if let Some(fd) = child.stderr_fd() {
@@ -281,7 +299,11 @@ impl Supervisor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let restarts = self.shares.iter().filter_map(|s| s.restart_at).filter(|_| !self.stopping);
+        let restarts = self
+            .shares
+            .iter()
+            .filter_map(|s| s.restart_at)
+            .filter(|_| !self.stopping);
         let kills = self.children().filter_map(|c| c.kill_at);
         restarts.chain(kills).min()
     }
@@ -312,7 +334,10 @@ impl Supervisor {
                 }
                 Signal::SIGTERM | Signal::SIGINT => {
                     let n = self.children().count();
-                    info!("{signal}: stopping {n} worker{}", if n == 1 { "" } else { "s" });
+                    info!(
+                        "{signal}: stopping {n} worker{}",
+                        if n == 1 { "" } else { "s" }
+                    );
                     self.begin_stop();
                 }
                 Signal::SIGHUP if self.serve => info!("SIGHUP: no policy file to reload"),
@@ -339,8 +364,12 @@ impl Supervisor {
 
     /// The share's worker ended: decide whether and when it comes back.
     fn share_exited(&mut self, i: usize) {
-        let Some(share) = self.shares.get_mut(i) else { return };
-        let Some(child) = share.worker.take() else { return };
+        let Some(share) = self.shares.get_mut(i) else {
+            return;
+        };
+        let Some(child) = share.worker.take() else {
+            return;
+        };
         let (ending, uptime, was_ready) = child.reap();
         if self.stopping {
             return;
@@ -358,7 +387,10 @@ impl Supervisor {
             return;
         }
         if ending.is_clean() && self.serve {
-            info!("share {:?}: frontend disconnected; share done", share.config.tag);
+            info!(
+                "share {:?}: frontend disconnected; share done",
+                share.config.tag
+            );
             share.down = Some(Down::Done);
             return;
         }
@@ -381,7 +413,9 @@ impl Supervisor {
 
     /// Applies the share's restart policy after a failure.
     fn failed(&mut self, i: usize, uptime: Duration, why: String) {
-        let Some(share) = self.shares.get_mut(i) else { return };
+        let Some(share) = self.shares.get_mut(i) else {
+            return;
+        };
         let tag = &share.config.tag;
         match share.config.restart {
             RestartPolicy::Never => {
@@ -407,7 +441,9 @@ impl Supervisor {
     /// Starts a worker for share `i` on its existing socket; a failure to start counts as a
     /// failure of the share.
     pub fn start_worker(&mut self, i: usize) {
-        let Some(share) = self.shares.get_mut(i) else { return };
+        let Some(share) = self.shares.get_mut(i) else {
+            return;
+        };
         share.down = None;
         let Some(socket) = &share.socket else {
             share.down = Some(Down::Failed("no socket".to_owned()));
@@ -460,11 +496,17 @@ impl Supervisor {
     }
 
     fn children(&self) -> impl Iterator<Item = &Child> {
-        self.shares.iter().filter_map(|s| s.worker.as_ref()).chain(self.retiring.iter())
+        self.shares
+            .iter()
+            .filter_map(|s| s.worker.as_ref())
+            .chain(self.retiring.iter())
     }
 
     fn children_mut(&mut self) -> impl Iterator<Item = &mut Child> {
-        self.shares.iter_mut().filter_map(|s| s.worker.as_mut()).chain(self.retiring.iter_mut())
+        self.shares
+            .iter_mut()
+            .filter_map(|s| s.worker.as_mut())
+            .chain(self.retiring.iter_mut())
     }
 
     fn child_mut(&mut self, owner: Owner) -> Option<&mut Child> {
@@ -487,7 +529,10 @@ pub(super) fn ensure_runtime_dir(path: &Path) -> Result<(), BrokerError> {
     match fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(BrokerError::RuntimeDir { path: path.to_path_buf(), source }),
+        Err(source) => Err(BrokerError::RuntimeDir {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

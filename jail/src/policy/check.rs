@@ -37,7 +37,10 @@ pub(crate) fn ensure_share_dir(share: &ShareConfig) -> io::Result<()> {
     if meta.is_dir() {
         Ok(())
     } else {
-        Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"))
+        Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "not a directory",
+        ))
     }
 }
 
@@ -69,7 +72,11 @@ pub(crate) fn check_with(
     text: &str,
     raw: RawPolicy,
 ) -> Result<Policy, PolicyError> {
-    let mut d = Diags { file, text, list: Vec::new() };
+    let mut d = Diags {
+        file,
+        text,
+        list: Vec::new(),
+    };
     let broker = check_broker(env, &mut d, raw.broker.as_ref());
     if raw.share.is_empty() {
         d.list.push(Diagnostic {
@@ -89,7 +96,11 @@ pub(crate) fn check_with(
     check_unique(&mut d, &checked, raw.share.as_slice());
     let shares = checked.into_iter().map(|(config, _)| config).collect();
     if d.list.is_empty() {
-        Ok(Policy { file: file.to_path_buf(), broker, shares })
+        Ok(Policy {
+            file: file.to_path_buf(),
+            broker,
+            shares,
+        })
     } else {
         d.list.sort_by_key(|diag| diag.line.unwrap_or(0));
         Err(PolicyError::Invalid(d.list))
@@ -102,7 +113,9 @@ fn check_broker(env: &Env, d: &mut Diags<'_>, raw: Option<&Spanned<RawBroker>>) 
         runtime_dir: env.default_runtime_dir(),
         log_level: log::LevelFilter::Info,
     };
-    let Some(raw) = raw.map(Spanned::get_ref) else { return settings };
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return settings;
+    };
     if let Some(level) = &raw.log_level {
         match level.get_ref().parse::<log::LevelFilter>() {
             Ok(l) => settings.log_level = l,
@@ -119,7 +132,11 @@ fn check_broker(env: &Env, d: &mut Diags<'_>, raw: Option<&Spanned<RawBroker>>) 
     if let Some(dir) = &raw.runtime_dir {
         match check_runtime_dir(env, dir.get_ref()) {
             Ok(path) => settings.runtime_dir = path,
-            Err(why) => d.at(dir.span(), CTX, format!("runtime_dir {:?}{why}", dir.get_ref())),
+            Err(why) => d.at(
+                dir.span(),
+                CTX,
+                format!("runtime_dir {:?}{why}", dir.get_ref()),
+            ),
         }
     }
     settings
@@ -131,12 +148,15 @@ fn check_runtime_dir(env: &Env, s: &str) -> Result<PathBuf, String> {
     let path = resolve_maybe_missing(env, s)?;
     match fs::symlink_metadata(&path) {
         Ok(meta) if !meta.is_dir() => Err(" is not a directory".to_owned()),
-        Ok(meta) if meta.uid() != env.euid => {
-            Err(format!(" is owned by uid {}, not by the broker (uid {})", meta.uid(), env.euid))
-        }
-        Ok(meta) if meta.mode() & 0o022 != 0 => {
-            Err(format!(" is writable by others (mode {:o})", meta.mode() & 0o7777))
-        }
+        Ok(meta) if meta.uid() != env.euid => Err(format!(
+            " is owned by uid {}, not by the broker (uid {})",
+            meta.uid(),
+            env.euid
+        )),
+        Ok(meta) if meta.mode() & 0o022 != 0 => Err(format!(
+            " is writable by others (mode {:o})",
+            meta.mode() & 0o7777
+        )),
         Ok(_) => Ok(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(path),
         Err(e) => Err(format!(": {e}")),
@@ -246,7 +266,11 @@ fn check_share(
             match check_socket_path(&default) {
                 Ok(()) => Some(default),
                 Err(why) => {
-                    d.at(share.span(), &name, format!("socket (default {:?}){why}", default));
+                    d.at(
+                        share.span(),
+                        &name,
+                        format!("socket (default {:?}){why}", default),
+                    );
                     None
                 }
             }
@@ -254,14 +278,36 @@ fn check_share(
         (None, None) => None,
     };
 
-    let cache =
-        choice(d, &name, "cache", &raw.cache, CachePolicy::Auto, &["never", "auto", "always"]);
-    let restart =
-        choice(d, &name, "restart", &raw.restart, RestartPolicy::OnFailure, RestartPolicy::NAMES);
-    let sandbox =
-        choice(d, &name, "sandbox", &raw.sandbox, SandboxMode::Namespace, SandboxMode::NAMES);
+    let cache = choice(
+        d,
+        &name,
+        "cache",
+        &raw.cache,
+        CachePolicy::Auto,
+        &["never", "auto", "always"],
+    );
+    let restart = choice(
+        d,
+        &name,
+        "restart",
+        &raw.restart,
+        RestartPolicy::OnFailure,
+        RestartPolicy::NAMES,
+    );
+    let sandbox = choice(
+        d,
+        &name,
+        "sandbox",
+        &raw.sandbox,
+        SandboxMode::Namespace,
+        SandboxMode::NAMES,
+    );
     if let (Some(SandboxMode::Chroot), Some(s), false) = (sandbox, &raw.sandbox, env.root()) {
-        d.at(s.span(), &name, "sandbox \"chroot\": needs root; use \"namespace\"".to_owned());
+        d.at(
+            s.span(),
+            &name,
+            "sandbox \"chroot\": needs root; use \"namespace\"".to_owned(),
+        );
     }
 
     let sandbox_for_maps = sandbox.unwrap_or_default();
@@ -270,7 +316,11 @@ fn check_share(
     // As root, mapping one kind of id means a user namespace; the other kind then maps every
     // id to itself so files keep their owners.
     if let (Some(uids), Some(gids)) = (&mut uid_map, &mut gid_map) {
-        let identity = IdMap { guest: 0, host: 0, count: u32::MAX };
+        let identity = IdMap {
+            guest: 0,
+            host: 0,
+            count: u32::MAX,
+        };
         if uids.is_empty() && !gids.is_empty() {
             uids.push(identity);
         } else if gids.is_empty() && !uids.is_empty() {
@@ -287,7 +337,11 @@ fn check_share(
         Some(n) => match check_nofile(env, *n.get_ref(), user_ns) {
             Ok(n) => Some(n),
             Err(why) => {
-                d.at(n.span(), &name, format!("rlimit_nofile {}: {why}", n.get_ref()));
+                d.at(
+                    n.span(),
+                    &name,
+                    format!("rlimit_nofile {}: {why}", n.get_ref()),
+                );
                 None
             }
         },
@@ -312,20 +366,31 @@ fn check_share(
         },
     };
 
-    let seccomp = choice(d, &name, "seccomp", &raw.seccomp, seccomp::Mode::Kill, &["kill", "trap", "log", "none"]);
+    let seccomp = choice(
+        d,
+        &name,
+        "seccomp",
+        &raw.seccomp,
+        seccomp::Mode::Kill,
+        &["kill", "trap", "log", "none"],
+    );
     let page = devices::dax::settings::host_page_size();
     let dax_window = match &raw.dax_window {
         None => Some(0),
         Some(w) => {
             let bytes = match w.get_ref() {
-                RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| "must not be negative".to_owned()),
+                RawSize::Bytes(n) => {
+                    u64::try_from(*n).map_err(|_| "must not be negative".to_owned())
+                }
                 RawSize::Text(t) => t
                     .parse::<devices::dax::settings::ByteSize>()
                     .map(|b| b.0)
                     .map_err(|e| e.to_string()),
             };
             match bytes.and_then(|b| {
-                devices::dax::settings::check_window(b, page).map(|()| b).map_err(|e| e.to_string())
+                devices::dax::settings::check_window(b, page)
+                    .map(|()| b)
+                    .map_err(|e| e.to_string())
             }) {
                 Ok(b) => Some(b),
                 Err(why) => {
@@ -340,7 +405,9 @@ fn check_share(
         Some(b) => match u32::try_from(*b.get_ref())
             .map_err(|_| format!("blksize {}: out of range", b.get_ref()))
             .and_then(|v| {
-                devices::dax::settings::check_blksize(v).map(|()| v).map_err(|e| e.to_string())
+                devices::dax::settings::check_blksize(v)
+                    .map(|()| v)
+                    .map_err(|e| e.to_string())
             }) {
             Ok(v) => Some(v),
             Err(why) => {
@@ -388,7 +455,9 @@ fn choice<T: std::str::FromStr>(
     default: T,
     names: &[&str],
 ) -> Option<T> {
-    let Some(value) = value else { return Some(default) };
+    let Some(value) = value else {
+        return Some(default);
+    };
     match value.get_ref().parse() {
         Ok(v) => Some(v),
         Err(_) => {
@@ -396,7 +465,11 @@ fn choice<T: std::str::FromStr>(
             d.at(
                 value.span(),
                 name,
-                format!("{key} {:?}: expected one of {}", value.get_ref(), expected.join(", ")),
+                format!(
+                    "{key} {:?}: expected one of {}",
+                    value.get_ref(),
+                    expected.join(", ")
+                ),
             );
             None
         }
@@ -419,8 +492,13 @@ fn check_tag(tag: &str) -> Result<(), String> {
     if tag.starts_with('.') {
         return Err("must not start with '.'".to_owned());
     }
-    if let Some(c) = tag.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c))) {
-        return Err(format!("contains {c:?}; use letters, digits, '_', '-' and '.'"));
+    if let Some(c) = tag
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
+    {
+        return Err(format!(
+            "contains {c:?}; use letters, digits, '_', '-' and '.'"
+        ));
     }
     Ok(())
 }
@@ -482,7 +560,11 @@ fn check_nofile(env: &Env, n: i64, user_ns: bool) -> Result<u64, String> {
         return Err(format!("above the kernel's fs.nr_open ({})", env.nr_open));
     }
     if n > env.nofile_ceiling(user_ns) {
-        let why = if user_ns { "in a user namespace" } else { "without CAP_SYS_RESOURCE" };
+        let why = if user_ns {
+            "in a user namespace"
+        } else {
+            "without CAP_SYS_RESOURCE"
+        };
         return Err(format!(
             "above the hard limit the worker inherits ({}), which it cannot raise {why}",
             env.nofile_hard
@@ -496,18 +578,30 @@ fn check_unique(d: &mut Diags<'_>, checked: &[(ShareConfig, usize)], raw: &[Span
     let mut tags: HashMap<&str, usize> = HashMap::new();
     let mut sockets: HashMap<&Path, (&str, usize)> = HashMap::new();
     for (share, index) in checked {
-        let Some(raw_share) = raw.get(*index) else { continue };
+        let Some(raw_share) = raw.get(*index) else {
+            continue;
+        };
         let line = line_of(d.text, raw_share.span().start);
         let name = format!("share {:?}", share.tag);
-        let tag_span = raw_share.get_ref().tag.as_ref().map_or(raw_share.span(), Spanned::span);
+        let tag_span = raw_share
+            .get_ref()
+            .tag
+            .as_ref()
+            .map_or(raw_share.span(), Spanned::span);
         // A defaulted socket comes from the tag, so point there.
-        let socket_span =
-            raw_share.get_ref().socket.as_ref().map_or(tag_span.clone(), Spanned::span);
+        let socket_span = raw_share
+            .get_ref()
+            .socket
+            .as_ref()
+            .map_or(tag_span.clone(), Spanned::span);
         if let Some(first) = tags.get(share.tag.as_str()) {
             d.at(
                 tag_span,
                 &name,
-                format!("tag {:?} is already used by the share at line {first}", share.tag),
+                format!(
+                    "tag {:?} is already used by the share at line {first}",
+                    share.tag
+                ),
             );
         } else {
             tags.insert(&share.tag, line);

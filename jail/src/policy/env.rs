@@ -30,7 +30,10 @@ impl Env {
     pub fn current() -> Env {
         // SAFETY: geteuid and getegid take no arguments, touch no memory and cannot fail.
         let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively borrowed `limit`.
         let nofile_hard = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
             limit.rlim_max
@@ -41,10 +44,20 @@ impl Env {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(1 << 20);
-        let sys_resource =
-            caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)
-                .unwrap_or(false);
-        Env { euid, egid, cwd: std::env::current_dir().ok(), nofile_hard, sys_resource, nr_open }
+        let sys_resource = caps::has_cap(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_RESOURCE,
+        )
+        .unwrap_or(false);
+        Env {
+            euid,
+            egid,
+            cwd: std::env::current_dir().ok(),
+            nofile_hard,
+            sys_resource,
+            nr_open,
+        }
     }
 
     pub fn root(&self) -> bool {

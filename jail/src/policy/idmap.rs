@@ -44,7 +44,11 @@ fn default_map(env: &Env, kind: IdKind, sandbox: SandboxMode) -> Vec<IdMap> {
         IdKind::Uid => env.euid,
         IdKind::Gid => env.egid,
     };
-    vec![IdMap { guest: 0, host, count: 1 }]
+    vec![IdMap {
+        guest: 0,
+        host,
+        count: 1,
+    }]
 }
 
 pub(crate) fn check_map(
@@ -56,14 +60,20 @@ pub(crate) fn check_map(
     sandbox: SandboxMode,
 ) -> Option<Vec<IdMap>> {
     let key = kind.key();
-    let Some(raw) = raw else { return Some(default_map(env, kind, sandbox)) };
+    let Some(raw) = raw else {
+        return Some(default_map(env, kind, sandbox));
+    };
     let before = d.list.len();
     let entries = raw.get_ref();
     if entries.is_empty() {
         return Some(default_map(env, kind, sandbox));
     }
     if sandbox != SandboxMode::Namespace {
-        d.at(raw.span(), name, format!("{key}: needs sandbox = \"namespace\" (a user namespace)"));
+        d.at(
+            raw.span(),
+            name,
+            format!("{key}: needs sandbox = \"namespace\" (a user namespace)"),
+        );
         return None;
     }
     if entries.len() > defaults::ID_MAP_MAX_LINES {
@@ -97,10 +107,18 @@ pub(crate) fn check_map(
         }
         let count = *e.count.get_ref();
         if count < 1 {
-            d.at(e.count.span(), name, format!("{key}[{i}]: count {count}: must be at least 1"));
+            d.at(
+                e.count.span(),
+                name,
+                format!("{key}[{i}]: count {count}: must be at least 1"),
+            );
             ok = false;
         } else if count > u32::MAX as i64 {
-            d.at(e.count.span(), name, format!("{key}[{i}]: count {count}: at most {}", u32::MAX));
+            d.at(
+                e.count.span(),
+                name,
+                format!("{key}[{i}]: count {count}: at most {}", u32::MAX),
+            );
             ok = false;
         }
         if !ok {

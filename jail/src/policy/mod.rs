@@ -204,7 +204,11 @@ impl FromStr for SandboxMode {
 
 impl fmt::Display for IdMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{{ guest = {}, host = {}, count = {} }}", self.guest, self.host, self.count)
+        write!(
+            f,
+            "{{ guest = {}, host = {}, count = {} }}",
+            self.guest, self.host, self.count
+        )
     }
 }
 
@@ -247,14 +251,21 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
 /// broker.
 fn read_policy(path: &Path) -> Result<String, PolicyError> {
     use std::io::Read;
-    let err = |source| PolicyError::Read { file: path.to_path_buf(), source };
+    let err = |source| PolicyError::Read {
+        file: path.to_path_buf(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(err)?;
     let meta = file.metadata().map_err(err)?;
     if !meta.is_file() {
-        return Err(PolicyError::NotAFile { file: path.to_path_buf() });
+        return Err(PolicyError::NotAFile {
+            file: path.to_path_buf(),
+        });
     }
     let mut bytes = Vec::new();
-    file.take(defaults::POLICY_MAX_BYTES + 1).read_to_end(&mut bytes).map_err(err)?;
+    file.take(defaults::POLICY_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
     if bytes.len() as u64 > defaults::POLICY_MAX_BYTES {
         return Err(PolicyError::TooLarge {
             file: path.to_path_buf(),
@@ -262,7 +273,10 @@ fn read_policy(path: &Path) -> Result<String, PolicyError> {
         });
     }
     String::from_utf8(bytes).map_err(|e| {
-        err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8: {e}")))
+        err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8: {e}"),
+        ))
     })
 }
 

@@ -87,7 +87,12 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<RawPolicy, PolicyError> {
             }
             None => (None, None, e.message().to_owned()),
         };
-        PolicyError::Syntax(Diagnostic { file: file.to_path_buf(), line, context, message })
+        PolicyError::Syntax(Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            context,
+            message,
+        })
     })
 }
 
@@ -115,7 +120,9 @@ fn locate(text: &str, offset: usize) -> (Option<String>, Option<String>) {
         match (key.get_ref().as_ref(), value.get_ref()) {
             ("share", DeValue::Array(items)) => {
                 for (index, item) in items.iter().enumerate() {
-                    let DeValue::Table(table) = item.get_ref() else { continue };
+                    let DeValue::Table(table) = item.get_ref() else {
+                        continue;
+                    };
                     if let Some(found) = key_in(table, offset) {
                         let tag = table.iter().find_map(|(k, v)| match v.get_ref() {
                             DeValue::String(s) if k.get_ref() == "tag" => Some(s.as_ref()),

@@ -101,6 +101,9 @@ mod tests {
         }
         // The default cap is the Linux guest's 4K page: a 16K host reports 4096.
         let default_cap = crate::fuse::server::ServerOptions::default().blksize;
-        assert_eq!(attr_from_stat(&synthetic_stat(16384), 0, default_cap).blksize, 4096);
+        assert_eq!(
+            attr_from_stat(&synthetic_stat(16384), 0, default_cap).blksize,
+            4096
+        );
     }
 }

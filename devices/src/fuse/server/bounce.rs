@@ -18,7 +18,11 @@ pub struct BounceBuffer {
 
 impl BounceBuffer {
     pub fn with_capacity(capacity: usize) -> Self {
-        BounceBuffer { data: vec![0; capacity], filled: 0, drained: 0 }
+        BounceBuffer {
+            data: vec![0; capacity],
+            filled: 0,
+            drained: 0,
+        }
     }
 
     pub fn filled(&self) -> usize {

@@ -151,7 +151,9 @@ where
         options: ServerOptions,
         share_root: Option<File>,
     ) -> Result<Self, SettingsError> {
-        let dax = options.dax_geometry()?.map(|w| Arc::new(DaxChannel::new(w)));
+        let dax = options
+            .dax_geometry()?
+            .map(|w| Arc::new(DaxChannel::new(w)));
         Ok(Self::build(fs, options, share_root, dax))
     }
 
@@ -217,7 +219,11 @@ where
         let unique = header.unique;
         match self.check_header(&header, present) {
             Ok(opcode) => {
-                let ctx = Context { uid: header.uid, gid: header.gid, pid: header.pid as i32 };
+                let ctx = Context {
+                    uid: header.uid,
+                    gid: header.gid,
+                    pid: header.pid as i32,
+                };
                 let mut req = ops::Request { header, ctx, r, w };
                 match self.dispatch(opcode, &mut req) {
                     Ok(used) => used,
@@ -284,7 +290,11 @@ where
         }
         let fs_wants = self.fs.init(FsOptions::from_bits_truncate(offered))?.bits();
         // With DAX on, tell the guest the host page: it must align every mapping to it.
-        let dax_caps = if self.dax.is_some() { init_flags::MAP_ALIGNMENT } else { 0 };
+        let dax_caps = if self.dax.is_some() {
+            init_flags::MAP_ALIGNMENT
+        } else {
+            0
+        };
         let enabled = offered & (SERVER_CAPABILITIES | dax_caps | (fs_wants & FS_CAPABILITIES));
         let map_alignment = match &self.dax {
             Some(dax) if enabled & init_flags::MAP_ALIGNMENT != 0 => dax.window().map_alignment(),
@@ -337,7 +347,11 @@ pub(crate) fn reply(w: &mut Writer<'_>, unique: u64, parts: &[&[u8]]) -> io::Res
         return Err(err(libc::ERANGE));
     }
     let len32 = u32::try_from(len).map_err(|_| err(libc::ERANGE))?;
-    w.write_obj(OutHeader { len: len32, error: 0, unique })?;
+    w.write_obj(OutHeader {
+        len: len32,
+        error: 0,
+        unique,
+    })?;
     for part in parts {
         w.write_all(part)?;
     }
@@ -352,13 +366,21 @@ pub(crate) fn reply_header_for_body(
 ) -> io::Result<usize> {
     let len = size_of::<OutHeader>() + body_len;
     let len32 = u32::try_from(len).map_err(|_| err(libc::ERANGE))?;
-    w.write_obj(OutHeader { len: len32, error: 0, unique })?;
+    w.write_obj(OutHeader {
+        len: len32,
+        error: 0,
+        unique,
+    })?;
     Ok(len)
 }
 
 /// Writes an error reply; 0 if the chain has no room for one.
 fn reply_error(w: &mut Writer<'_>, unique: u64, errno: i32) -> usize {
-    let header = OutHeader { len: size_of::<OutHeader>() as u32, error: -errno, unique };
+    let header = OutHeader {
+        len: size_of::<OutHeader>() as u32,
+        error: -errno,
+        unique,
+    };
     match w.write_obj(header) {
         Ok(()) => size_of::<OutHeader>(),
         Err(_) => 0,

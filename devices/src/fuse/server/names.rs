@@ -29,7 +29,10 @@ impl NameError {
 
 /// Splits `bytes` at its first NUL: the string (with its NUL) and what follows.
 pub fn split_cstr(bytes: &[u8]) -> Result<(&CStr, &[u8]), NameError> {
-    let nul = bytes.iter().position(|b| *b == 0).ok_or(NameError::Unterminated)?;
+    let nul = bytes
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or(NameError::Unterminated)?;
     let (with_nul, rest) = bytes.split_at(nul + 1);
     let s = CStr::from_bytes_with_nul(with_nul).map_err(|_| NameError::Unterminated)?;
     Ok((s, rest))
@@ -127,8 +130,14 @@ mod tests {
     fn two_names_need_two_terminators() {
         assert!(two_entry_names(b"old\0new\0").is_ok());
         assert_eq!(two_entry_names(b"old\0new"), Err(NameError::Unterminated));
-        assert_eq!(two_entry_names(b"old\0a/b\0"), Err(NameError::NotAComponent));
-        assert_eq!(two_entry_names(b"o/d\0new\0"), Err(NameError::NotAComponent));
+        assert_eq!(
+            two_entry_names(b"old\0a/b\0"),
+            Err(NameError::NotAComponent)
+        );
+        assert_eq!(
+            two_entry_names(b"o/d\0new\0"),
+            Err(NameError::NotAComponent)
+        );
     }
 
     #[test]

@@ -66,7 +66,9 @@ impl Fixture {
     fn err_as(&self, euid: u32, body: &str) -> String {
         match self.parse_as(euid, body) {
             Ok(p) => panic!("accepted a bad policy: {p:?}"),
-            Err(e) => e.to_string().replace(&self.root().display().to_string(), "$D"),
+            Err(e) => e
+                .to_string()
+                .replace(&self.root().display().to_string(), "$D"),
         }
     }
 
@@ -122,8 +124,16 @@ num_request_queues = 4
     assert_eq!(
         s.uid_map,
         vec![
-            IdMap { guest: 0, host: 1000, count: 1 },
-            IdMap { guest: 1, host: 100000, count: 65536 }
+            IdMap {
+                guest: 0,
+                host: 1000,
+                count: 1
+            },
+            IdMap {
+                guest: 1,
+                host: 100000,
+                count: 65536
+            }
         ]
     );
     assert_eq!(s.rlimit_nofile, 1024);
@@ -147,13 +157,20 @@ fn unknown_key_in_share() {
 fn unknown_key_in_broker_and_top_level() {
     let f = Fixture::new();
     let text = "[broker]\nlog_levle = \"info\"\n[[share]]\ntag = \"a\"\npath = \"a\"\n";
-    let raw = schema::parse(Path::new("p.toml"), text).unwrap_err().to_string();
+    let raw = schema::parse(Path::new("p.toml"), text)
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         raw,
         "p.toml:2: [broker]: unknown field `log_levle`, expected `runtime_dir` or `log_level`"
     );
-    let raw = schema::parse(Path::new("p.toml"), "shares = 1\n").unwrap_err().to_string();
-    assert_eq!(raw, "p.toml:1: unknown field `shares`, expected `broker` or `share`");
+    let raw = schema::parse(Path::new("p.toml"), "shares = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        raw,
+        "p.toml:1: unknown field `shares`, expected `broker` or `share`"
+    );
     drop(f);
 }
 
@@ -193,7 +210,10 @@ fn create_allows_a_missing_path_whose_parent_exists() {
     let f = Fixture::new();
     let p = f.ok("[[share]]\ntag = \"n\"\npath = \"new\"\ncreate = true\n");
     assert_eq!(p.shares[0].path, f.root().join("new"));
-    assert!(!f.root().join("new").exists(), "checking must not create anything");
+    assert!(
+        !f.root().join("new").exists(),
+        "checking must not create anything"
+    );
     p.shares[0].ensure_path().unwrap();
     assert!(f.root().join("new").is_dir());
     assert_eq!(
@@ -205,14 +225,23 @@ fn create_allows_a_missing_path_whose_parent_exists() {
 #[test]
 fn missing_required_keys() {
     let f = Fixture::new();
-    assert_eq!(f.err("[[share]]\npath = \"a\"\n"), "policy.toml:5: share #1: tag is missing");
-    assert_eq!(f.err("[[share]]\ntag = \"a\"\n"), "policy.toml:5: share \"a\": path is missing");
+    assert_eq!(
+        f.err("[[share]]\npath = \"a\"\n"),
+        "policy.toml:5: share #1: tag is missing"
+    );
+    assert_eq!(
+        f.err("[[share]]\ntag = \"a\"\n"),
+        "policy.toml:5: share \"a\": path is missing"
+    );
 }
 
 #[test]
 fn no_shares() {
     let f = Fixture::new();
-    assert_eq!(f.err(""), "policy.toml: no [[share]] table: nothing to serve");
+    assert_eq!(
+        f.err(""),
+        "policy.toml: no [[share]] table: nothing to serve"
+    );
 }
 
 #[test]
@@ -283,8 +312,14 @@ fn enumerated_keys_list_their_values() {
             "cache = \"sometimes\"",
             "cache \"sometimes\": expected one of \"never\", \"auto\", \"always\"",
         ),
-        ("restart = \"always\"", "restart \"always\": expected one of \"never\", \"on-failure\""),
-        ("sandbox = \"vm\"", "sandbox \"vm\": expected one of \"namespace\", \"chroot\", \"none\""),
+        (
+            "restart = \"always\"",
+            "restart \"always\": expected one of \"never\", \"on-failure\"",
+        ),
+        (
+            "sandbox = \"vm\"",
+            "sandbox \"vm\": expected one of \"namespace\", \"chroot\", \"none\"",
+        ),
     ] {
         assert_eq!(
             f.err(&format!("{base}{line}\n")),
@@ -293,7 +328,9 @@ fn enumerated_keys_list_their_values() {
     }
     let text = "[broker]\nlog_level = \"loud\"\n";
     let raw = schema::parse(Path::new("p.toml"), text).unwrap();
-    let err = check_with(&f.env(0), Path::new("p.toml"), text, raw).unwrap_err().to_string();
+    let err = check_with(&f.env(0), Path::new("p.toml"), text, raw)
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         "p.toml: no [[share]] table: nothing to serve\n\
@@ -355,7 +392,14 @@ fn root_mapping_one_kind_maps_the_other_identically() {
     let p = f.ok(
         "[[share]]\ntag = \"a\"\npath = \"a\"\nuid_map = [{ guest = 0, host = 1000, count = 1 }]\n",
     );
-    assert_eq!(p.shares[0].gid_map, vec![IdMap { guest: 0, host: 0, count: u32::MAX }]);
+    assert_eq!(
+        p.shares[0].gid_map,
+        vec![IdMap {
+            guest: 0,
+            host: 0,
+            count: u32::MAX
+        }]
+    );
 }
 
 #[test]
@@ -363,8 +407,22 @@ fn unprivileged_rules() {
     let f = Fixture::new();
     let base = "[[share]]\ntag = \"a\"\npath = \"a\"\n";
     let p = f.parse_as(1000, base).unwrap();
-    assert_eq!(p.shares[0].uid_map, vec![IdMap { guest: 0, host: 1000, count: 1 }]);
-    assert_eq!(p.shares[0].gid_map, vec![IdMap { guest: 0, host: 1000, count: 1 }]);
+    assert_eq!(
+        p.shares[0].uid_map,
+        vec![IdMap {
+            guest: 0,
+            host: 1000,
+            count: 1
+        }]
+    );
+    assert_eq!(
+        p.shares[0].gid_map,
+        vec![IdMap {
+            guest: 0,
+            host: 1000,
+            count: 1
+        }]
+    );
     assert_eq!(p.shares[0].rlimit_nofile, 4096, "capped at the hard limit");
     let cases = [
         (
@@ -390,13 +448,22 @@ fn numeric_limits() {
     let f = Fixture::new();
     let base = "[[share]]\ntag = \"a\"\npath = \"a\"\n";
     for (line, want) in [
-        ("rlimit_nofile = 10", "rlimit_nofile 10: must be at least 64"),
+        (
+            "rlimit_nofile = 10",
+            "rlimit_nofile 10: must be at least 64",
+        ),
         (
             "rlimit_nofile = 99999999",
             "rlimit_nofile 99999999: above the kernel's fs.nr_open (1048576)",
         ),
-        ("num_request_queues = 0", "num_request_queues 0: must be between 1 and 64"),
-        ("num_request_queues = 65", "num_request_queues 65: must be between 1 and 64"),
+        (
+            "num_request_queues = 0",
+            "num_request_queues 0: must be between 1 and 64",
+        ),
+        (
+            "num_request_queues = 65",
+            "num_request_queues 65: must be between 1 and 64",
+        ),
     ] {
         assert_eq!(
             f.err(&format!("{base}{line}\n")),
@@ -414,8 +481,13 @@ fn runtime_dir_must_be_private() {
     fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
     let text = "[broker]\nruntime_dir = \"open\"\n[[share]]\ntag = \"a\"\npath = \"a\"\n";
     let raw = schema::parse(Path::new("p.toml"), text).unwrap();
-    let err = check_with(&f.env(0), Path::new("p.toml"), text, raw).unwrap_err().to_string();
-    assert_eq!(err, "p.toml:2: [broker]: runtime_dir \"open\" is writable by others (mode 777)");
+    let err = check_with(&f.env(0), Path::new("p.toml"), text, raw)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "p.toml:2: [broker]: runtime_dir \"open\" is writable by others (mode 777)"
+    );
 }
 
 #[test]

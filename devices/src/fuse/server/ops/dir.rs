@@ -27,7 +27,12 @@ const MIN_HOST_DIRENT_BUFFER: u32 = 4096;
 
 /// Appends one record (fixed part, name, zero padding) if it fits in `limit` bytes total;
 /// returns its length, or 0 when it does not fit (which ends the listing).
-fn push_record(body: &mut Writer<'_>, limit: usize, fixed: &[u8], name: &[u8]) -> io::Result<usize> {
+fn push_record(
+    body: &mut Writer<'_>,
+    limit: usize,
+    fixed: &[u8],
+    name: &[u8],
+) -> io::Result<usize> {
     let unpadded = fixed.len() + name.len();
     let record = dirent_align(unpadded);
     if body.bytes_written() + record > limit {
@@ -47,14 +52,21 @@ where
         let arg = req.read::<OpenIn>()?;
         req.expect_end()?;
         let (handle, options) = self.fs.opendir(&req.ctx, req.nodeid(), arg.flags)?;
-        let out = OpenOut { fh: handle.unwrap_or(0), open_flags: options.bits(), backing_id: 0 };
+        let out = OpenOut {
+            fh: handle.unwrap_or(0),
+            open_flags: options.bits(),
+            backing_id: 0,
+        };
         req.ok(&[out.as_slice()])
     }
 
     pub(super) fn readdir(&self, req: &mut Request<'_>, plus: bool) -> io::Result<usize> {
         let arg = req.read::<ReadIn>()?;
         req.expect_end()?;
-        let room = req.w.available_bytes().saturating_sub(size_of::<OutHeader>());
+        let room = req
+            .w
+            .available_bytes()
+            .saturating_sub(size_of::<OutHeader>());
         if arg.size > self.options.max_write || arg.size as usize > room {
             return Err(err(libc::EINVAL));
         }
@@ -63,8 +75,10 @@ where
             return reply_header_for_body(&mut req.w, req.header.unique, 0);
         }
         let host_size = arg.size.max(MIN_HOST_DIRENT_BUFFER);
-        let mut body =
-            req.w.split_at(size_of::<OutHeader>()).map_err(|_| err(libc::EINVAL))?;
+        let mut body = req
+            .w
+            .split_at(size_of::<OutHeader>())
+            .map_err(|_| err(libc::EINVAL))?;
         let blksize = self.options.blksize;
         if plus {
             self.fs.readdirplus(
@@ -123,7 +137,8 @@ where
     pub(super) fn releasedir(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<ReleaseIn>()?;
         req.expect_end()?;
-        self.fs.releasedir(&req.ctx, req.nodeid(), arg.flags, arg.fh)?;
+        self.fs
+            .releasedir(&req.ctx, req.nodeid(), arg.flags, arg.fh)?;
         req.ok(&[])
     }
 

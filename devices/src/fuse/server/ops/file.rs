@@ -14,9 +14,9 @@ use vm_memory::ByteValued;
 use super::{name_err, NameBuf, Request};
 use crate::fuse::abi::{
     CopyFileRangeIn, CreateIn, FallocateIn, FileLock, FlushIn, FsyncIn, IoctlIn, LkIn, LkOut,
-    LseekIn, LseekOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, SyncfsIn, WriteIn,
-    WriteOut, FSYNC_FDATASYNC, LK_FLOCK, READ_LOCKOWNER, RELEASE_FLOCK_UNLOCK, RELEASE_FLUSH,
-    WRITE_CACHE, WRITE_LOCKOWNER,
+    LseekIn, LseekOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, SyncfsIn, WriteIn, WriteOut,
+    FSYNC_FDATASYNC, LK_FLOCK, READ_LOCKOWNER, RELEASE_FLOCK_UNLOCK, RELEASE_FLUSH, WRITE_CACHE,
+    WRITE_LOCKOWNER,
 };
 use crate::fuse::server::attr::entry_out;
 use crate::fuse::server::bounce::BounceBuffer;
@@ -29,14 +29,21 @@ pub const IOCTL_ALLOWLIST: &[u32] = &[];
 
 /// File offsets travel as u64 but the host takes off_t: anything past i64::MAX is invalid.
 fn check_offset(offset: u64) -> io::Result<u64> {
-    i64::try_from(offset).map(|_| offset).map_err(|_| err(libc::EINVAL))
+    i64::try_from(offset)
+        .map(|_| offset)
+        .map_err(|_| err(libc::EINVAL))
 }
 
 fn to_fs_lock(lk: &FileLock) -> io::Result<FsFileLock> {
     if !lk.is_valid() {
         return Err(err(libc::EINVAL));
     }
-    Ok(FsFileLock { start: lk.start, end: lk.end, lock_type: lk.type_, pid: lk.pid })
+    Ok(FsFileLock {
+        start: lk.start,
+        end: lk.end,
+        lock_type: lk.type_,
+        pid: lk.pid,
+    })
 }
 
 impl<F> Server<F>
@@ -46,9 +53,15 @@ where
     pub(super) fn open(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<OpenIn>()?;
         req.expect_end()?;
-        let (handle, options, _) = self.fs.open(&req.ctx, req.nodeid(), arg.flags, arg.open_flags)?;
+        let (handle, options, _) =
+            self.fs
+                .open(&req.ctx, req.nodeid(), arg.flags, arg.open_flags)?;
         self.note_open(req.nodeid(), handle, arg.flags);
-        let out = OpenOut { fh: handle.unwrap_or(0), open_flags: options.bits(), backing_id: 0 };
+        let out = OpenOut {
+            fh: handle.unwrap_or(0),
+            open_flags: options.bits(),
+            backing_id: 0,
+        };
         req.ok(&[out.as_slice()])
     }
 
@@ -66,7 +79,11 @@ where
         let (entry, handle, options, _) = self.fs.create(&req.ctx, req.nodeid(), name, args)?;
         self.note_open(entry.inode, handle, arg.flags);
         let entry = entry_out(&entry, self.options.blksize);
-        let open = OpenOut { fh: handle.unwrap_or(0), open_flags: options.bits(), backing_id: 0 };
+        let open = OpenOut {
+            fh: handle.unwrap_or(0),
+            open_flags: options.bits(),
+            backing_id: 0,
+        };
         req.ok(&[entry.as_slice(), open.as_slice()])
     }
 
@@ -95,7 +112,9 @@ where
         let (entry, handle, options, _) = self.fs.create(&req.ctx, req.nodeid(), &name, args)?;
         if let Err(e) = self.fs.unlink(&req.ctx, req.nodeid(), &name) {
             if let Some(h) = handle {
-                let _ = self.fs.release(&req.ctx, entry.inode, 0, h, false, false, None);
+                let _ = self
+                    .fs
+                    .release(&req.ctx, entry.inode, 0, h, false, false, None);
             }
             self.fs.forget(&req.ctx, entry.inode, 1);
             return Err(e);
@@ -103,7 +122,11 @@ where
         self.note_open(entry.inode, handle, arg.flags);
         let mut entry = entry_out(&entry, self.options.blksize);
         entry.attr.nlink = 0;
-        let open = OpenOut { fh: handle.unwrap_or(0), open_flags: options.bits(), backing_id: 0 };
+        let open = OpenOut {
+            fh: handle.unwrap_or(0),
+            open_flags: options.bits(),
+            backing_id: 0,
+        };
         req.ok(&[entry.as_slice(), open.as_slice()])
     }
 
@@ -111,12 +134,17 @@ where
         let arg = req.read::<ReadIn>()?;
         req.expect_end()?;
         check_offset(arg.offset)?;
-        let room = req.w.available_bytes().saturating_sub(size_of::<OutHeader>());
+        let room = req
+            .w
+            .available_bytes()
+            .saturating_sub(size_of::<OutHeader>());
         if arg.size > self.options.max_write || arg.size as usize > room {
             return Err(err(libc::EINVAL));
         }
-        let mut body =
-            req.w.split_at(size_of::<OutHeader>()).map_err(|_| err(libc::EINVAL))?;
+        let mut body = req
+            .w
+            .split_at(size_of::<OutHeader>())
+            .map_err(|_| err(libc::EINVAL))?;
         let lock_owner = (arg.read_flags & READ_LOCKOWNER != 0).then_some(arg.lock_owner);
         self.fs.read(
             &req.ctx,
@@ -150,7 +178,10 @@ where
             arg.flags,
             arg.write_flags,
         )?;
-        let out = WriteOut { size: u32::try_from(written).map_err(|_| err(libc::EIO))?, padding: 0 };
+        let out = WriteOut {
+            size: u32::try_from(written).map_err(|_| err(libc::EIO))?,
+            padding: 0,
+        };
         req.ok(&[out.as_slice()])
     }
 
@@ -176,7 +207,8 @@ where
     pub(super) fn flush(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<FlushIn>()?;
         req.expect_end()?;
-        self.fs.flush(&req.ctx, req.nodeid(), arg.fh, arg.lock_owner)?;
+        self.fs
+            .flush(&req.ctx, req.nodeid(), arg.fh, arg.lock_owner)?;
         req.ok(&[])
     }
 
@@ -194,18 +226,33 @@ where
         req.expect_end()?;
         check_offset(arg.offset)?;
         check_offset(arg.length)?;
-        self.fs.fallocate(&req.ctx, req.nodeid(), arg.fh, arg.mode, arg.offset, arg.length)?;
+        self.fs.fallocate(
+            &req.ctx,
+            req.nodeid(),
+            arg.fh,
+            arg.mode,
+            arg.offset,
+            arg.length,
+        )?;
         req.ok(&[])
     }
 
     pub(super) fn lseek(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<LseekIn>()?;
         req.expect_end()?;
-        let known = [libc::SEEK_SET, libc::SEEK_CUR, libc::SEEK_END, libc::SEEK_DATA, libc::SEEK_HOLE];
+        let known = [
+            libc::SEEK_SET,
+            libc::SEEK_CUR,
+            libc::SEEK_END,
+            libc::SEEK_DATA,
+            libc::SEEK_HOLE,
+        ];
         if !known.iter().any(|w| *w as u32 == arg.whence) {
             return Err(err(libc::EINVAL));
         }
-        let offset = self.fs.lseek(&req.ctx, req.nodeid(), arg.fh, arg.offset, arg.whence)?;
+        let offset = self
+            .fs
+            .lseek(&req.ctx, req.nodeid(), arg.fh, arg.offset, arg.whence)?;
         let out = LseekOut { offset };
         req.ok(&[out.as_slice()])
     }
@@ -222,7 +269,16 @@ where
         check_offset(arg.off_out)?;
         let len = arg.len.min(u64::from(self.options.max_write)) as u32;
         let mut bounce = BounceBuffer::with_capacity(len as usize);
-        self.fs.read(&req.ctx, req.nodeid(), arg.fh_in, &mut bounce, len, arg.off_in, None, 0)?;
+        self.fs.read(
+            &req.ctx,
+            req.nodeid(),
+            arg.fh_in,
+            &mut bounce,
+            len,
+            arg.off_in,
+            None,
+            0,
+        )?;
         let filled = bounce.filled() as u32;
         let written = if filled == 0 {
             0
@@ -240,7 +296,10 @@ where
                 0,
             )?
         };
-        let out = WriteOut { size: written as u32, padding: 0 };
+        let out = WriteOut {
+            size: written as u32,
+            padding: 0,
+        };
         req.ok(&[out.as_slice()])
     }
 
@@ -248,10 +307,22 @@ where
         let arg = req.read::<LkIn>()?;
         req.expect_end()?;
         let lock = to_fs_lock(&arg.lk)?;
-        let got =
-            self.fs.getlk(&req.ctx, req.nodeid(), arg.fh, arg.owner, lock, arg.lk_flags)?;
-        let out =
-            LkOut { lk: FileLock { start: got.start, end: got.end, type_: got.lock_type, pid: got.pid } };
+        let got = self.fs.getlk(
+            &req.ctx,
+            req.nodeid(),
+            arg.fh,
+            arg.owner,
+            lock,
+            arg.lk_flags,
+        )?;
+        let out = LkOut {
+            lk: FileLock {
+                start: got.start,
+                end: got.end,
+                type_: got.lock_type,
+                pid: got.pid,
+            },
+        };
         req.ok(&[out.as_slice()])
     }
 
@@ -261,9 +332,11 @@ where
         let lock = to_fs_lock(&arg.lk)?;
         let flags = arg.lk_flags & LK_FLOCK;
         if wait {
-            self.fs.setlkw(&req.ctx, req.nodeid(), arg.fh, arg.owner, lock, flags)?;
+            self.fs
+                .setlkw(&req.ctx, req.nodeid(), arg.fh, arg.owner, lock, flags)?;
         } else {
-            self.fs.setlk(&req.ctx, req.nodeid(), arg.fh, arg.owner, lock, flags)?;
+            self.fs
+                .setlk(&req.ctx, req.nodeid(), arg.fh, arg.owner, lock, flags)?;
         }
         req.ok(&[])
     }

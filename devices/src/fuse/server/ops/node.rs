@@ -4,15 +4,13 @@ use std::io;
 use std::mem::size_of;
 
 use fuse_backend_rs::abi::fuse_abi::stat64;
-use fuse_backend_rs::api::filesystem::{
-    FileSystem, GetxattrReply, ListxattrReply, SetattrValid,
-};
+use fuse_backend_rs::api::filesystem::{FileSystem, GetxattrReply, ListxattrReply, SetattrValid};
 use vm_memory::ByteValued;
 
 use super::{name_err, NameBuf, Request};
 use crate::fuse::abi::{
-    self, AccessIn, BatchForgetIn, ForgetIn, ForgetOne, GetattrIn, GetxattrIn, GetxattrOut,
-    LinkIn, MkdirIn, MknodIn, Rename2In, RenameIn, SetattrIn, SetxattrIn, GETATTR_FH,
+    self, AccessIn, BatchForgetIn, ForgetIn, ForgetOne, GetattrIn, GetxattrIn, GetxattrOut, LinkIn,
+    MkdirIn, MknodIn, Rename2In, RenameIn, SetattrIn, SetxattrIn, GETATTR_FH,
 };
 use crate::fuse::server::attr::{attr_out, entry_out, kstatfs};
 use crate::fuse::server::names::{
@@ -49,11 +47,17 @@ where
     }
 
     pub(super) fn batch_forget(&self, req: &mut Request<'_>) -> io::Result<usize> {
-        let Ok(arg) = req.read::<BatchForgetIn>() else { return Ok(0) };
+        let Ok(arg) = req.read::<BatchForgetIn>() else {
+            return Ok(0);
+        };
         // The count must match the entries actually present; a count beyond them is a forged
         // request and is dropped whole (BATCH_FORGET never takes a reply).
         let present = req.r.available_bytes() / size_of::<ForgetOne>();
-        if arg.count as usize != present || !req.r.available_bytes().is_multiple_of(size_of::<ForgetOne>())
+        if arg.count as usize != present
+            || !req
+                .r
+                .available_bytes()
+                .is_multiple_of(size_of::<ForgetOne>())
         {
             return Ok(0);
         }
@@ -122,8 +126,9 @@ where
         let mut names = NameBuf::new();
         let body = req.names(&mut names)?;
         let name = single_entry_name(body).map_err(name_err)?;
-        let entry =
-            self.fs.mknod(&req.ctx, req.nodeid(), name, arg.mode, arg.rdev, arg.umask)?;
+        let entry = self
+            .fs
+            .mknod(&req.ctx, req.nodeid(), name, arg.mode, arg.rdev, arg.umask)?;
         self.entry_reply(req, &entry)
     }
 
@@ -132,7 +137,9 @@ where
         let mut names = NameBuf::new();
         let body = req.names(&mut names)?;
         let name = single_entry_name(body).map_err(name_err)?;
-        let entry = self.fs.mkdir(&req.ctx, req.nodeid(), name, arg.mode, arg.umask)?;
+        let entry = self
+            .fs
+            .mkdir(&req.ctx, req.nodeid(), name, arg.mode, arg.umask)?;
         self.entry_reply(req, &entry)
     }
 
@@ -169,7 +176,8 @@ where
         let mut names = NameBuf::new();
         let body = req.names(&mut names)?;
         let (old, new) = two_entry_names(body).map_err(name_err)?;
-        self.fs.rename(&req.ctx, req.nodeid(), old, newdir, new, flags)?;
+        self.fs
+            .rename(&req.ctx, req.nodeid(), old, newdir, new, flags)?;
         req.ok(&[])
     }
 
@@ -205,7 +213,8 @@ where
         if value.len() != arg.size as usize {
             return Err(err(libc::EINVAL));
         }
-        self.fs.setxattr(&req.ctx, req.nodeid(), name, value, arg.flags)?;
+        self.fs
+            .setxattr(&req.ctx, req.nodeid(), name, value, arg.flags)?;
         req.ok(&[])
     }
 
@@ -223,7 +232,10 @@ where
         match self.fs.getxattr(&req.ctx, req.nodeid(), name, size)? {
             GetxattrReply::Value(value) => self.xattr_value_reply(req, size, &value),
             GetxattrReply::Count(count) => {
-                let out = GetxattrOut { size: count, padding: 0 };
+                let out = GetxattrOut {
+                    size: count,
+                    padding: 0,
+                };
                 req.ok(&[out.as_slice()])
             }
         }
@@ -236,7 +248,10 @@ where
         match self.fs.listxattr(&req.ctx, req.nodeid(), size)? {
             ListxattrReply::Names(names) => self.xattr_value_reply(req, size, &names),
             ListxattrReply::Count(count) => {
-                let out = GetxattrOut { size: count, padding: 0 };
+                let out = GetxattrOut {
+                    size: count,
+                    padding: 0,
+                };
                 req.ok(&[out.as_slice()])
             }
         }
@@ -251,7 +266,10 @@ where
         value: &[u8],
     ) -> io::Result<usize> {
         if size == 0 {
-            let out = GetxattrOut { size: value.len() as u32, padding: 0 };
+            let out = GetxattrOut {
+                size: value.len() as u32,
+                padding: 0,
+            };
             return req.ok(&[out.as_slice()]);
         }
         if value.len() > size as usize {
