@@ -2,13 +2,12 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use devices::dax::{settings, SettingsError};
-use devices::fs::{self, ShareOptions, SharePolicy};
-use devices::fuse::server::{Server, ServerOptions};
-use devices::vhost_user::{self, FsBackend};
+use devices::fs::ShareOptions;
+use devices::share::{DeviceError, ShareDevice, ShareFs};
+use devices::vhost_user;
 use log::info;
+use settings::{DeviceSettings, DeviceSettingsError};
 use thiserror::Error;
 use vhost::vhost_user::Listener;
 
@@ -23,8 +22,6 @@ use crate::cli::ServeArgs;
 pub enum ServeError {
     #[error("--shared-dir {path:?}: {source}")]
     SharedDir { path: PathBuf, source: io::Error },
-    #[error("{0}")]
-    Share(#[from] fs::Error),
     #[error("--socket-path {path:?}: {source}")]
     Socket {
         path: PathBuf,
@@ -32,20 +29,16 @@ pub enum ServeError {
     },
     #[error("--thread-pool-size {0}: not supported; fsjail serves each request queue on its own thread (use --num-request-queues); 0 and 1 are accepted")]
     ThreadPool(usize),
-    #[error("--max-write {0}: must be between 4096 and 16 MiB")]
-    MaxWrite(u32),
-    #[error("--dax-window {0}: {1}")]
-    DaxWindow(u64, SettingsError),
-    #[error("--blksize {0}: {1}")]
-    Blksize(u32, SettingsError),
+    #[error("--{}: {}", .0.key().replace('_', "-"), .0.reason())]
+    Settings(DeviceSettingsError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     #[error(transparent)]
     VhostUser(#[from] vhost_user::Error),
     #[error("exactly one of --socket-path and --fd is required")]
     SocketChoice,
     #[error("--socket-group applies to the socket fsjail creates at --socket-path; with --fd the caller created the socket and sets its owner")]
     SocketGroupWithFd,
-    #[error("--num-request-queues {0}: must be between 1 and 64")]
-    Queues(usize),
     #[error("handing the listening socket to the broker: {0}")]
     Dup(io::Error),
     #[error("{0}")]
@@ -60,23 +53,8 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     if args.thread_pool_size > 1 {
         return Err(ServeError::ThreadPool(args.thread_pool_size));
     }
-    if !(4096..=(16 << 20)).contains(&args.max_write) {
-        return Err(ServeError::MaxWrite(args.max_write));
-    }
-    let max_queues = vhost_user::MAX_REQUEST_QUEUES;
-    if !(1..=max_queues).contains(&args.num_request_queues) {
-        return Err(ServeError::Queues(args.num_request_queues));
-    }
-    let options = ServerOptions {
-        max_write: args.max_write,
-        blksize: args.blksize,
-        dax_window: args.dax_window.0,
-        ..ServerOptions::default()
-    };
-    settings::check_blksize(options.blksize)
-        .map_err(|e| ServeError::Blksize(options.blksize, e))?;
-    settings::check_window(options.dax_window, options.host_page_size)
-        .map_err(|e| ServeError::DaxWindow(options.dax_window, e))?;
+    let settings = device_settings(args);
+    settings.check().map_err(ServeError::Settings)?;
     let root = std::fs::canonicalize(&args.shared_dir).map_err(|source| ServeError::SharedDir {
         path: args.shared_dir.clone(),
         source,
@@ -92,7 +70,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // the process umask to 0 (fuse-backend-rs does), and the socket should keep the caller's.
     let (listener, socket_name) = listen(args)?;
     match args.sandbox {
-        SandboxMode::None => serve_unjailed(args, root, options, listener, &socket_name),
+        SandboxMode::None => serve_unjailed(args, &settings, root, listener, &socket_name),
         _ => serve_jailed(args, root, listener),
     }
 }
@@ -147,43 +125,44 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
 /// still applies unless `--seccomp none`.
 fn serve_unjailed(
     args: &ServeArgs,
+    settings: &DeviceSettings,
     root: PathBuf,
-    options: ServerOptions,
     mut listener: Listener,
     socket_name: &str,
 ) -> Result<(), ServeError> {
     log::warn!("--sandbox none: this process serves the share unjailed (debugging only)");
-    let mut share = ShareOptions::new(&root);
-    share.readonly = args.readonly;
-    share.cache = args.cache;
-    share.xattr = args.xattr;
     // Before the passthrough filesystem opens its first descriptors.
     let nofile = crate::serve_setup::apply_rlimit_nofile(args.rlimit_nofile)?;
     log::debug!("open-file limit {nofile}");
 
-    let passthrough = fs::new_passthrough(&share)?;
-    let policy = SharePolicy::new(passthrough, args.readonly);
-    let share_root = fs::open_share_root(&root).map_err(|source| ServeError::SharedDir {
-        path: root.clone(),
-        source,
-    })?;
-    let dax_window = options.dax_window;
-    let server = Server::try_new(policy, options, Some(share_root))
-        .map_err(|e| ServeError::DaxWindow(dax_window, e))?;
-    let server = Arc::new(server);
-    let backend = Arc::new(FsBackend::new(server, args.num_request_queues)?);
+    let share = ShareFs::open(&ShareOptions::for_settings(&root, settings))?;
+    let device = ShareDevice::build(settings, share)?;
 
     info!("serving {} on {socket_name}", root.display());
     // READY=1 goes out before the filter: sd_notify needs socket(2), which the filter forbids.
     notify_ready();
-    if dax_window != 0 {
-        info!("DAX window of {dax_window} bytes");
+    if settings.dax_window != 0 {
+        info!("DAX window of {} bytes", settings.dax_window);
     }
     crate::logger::seal();
     seccomp::install(args.seccomp)?;
-    vhost_user::serve_connection(backend, &mut listener)?;
+    device.serve(&mut listener)?;
     info!("frontend disconnected; exiting");
     Ok(())
+}
+
+/// The device settings the flags ask for.
+fn device_settings(args: &ServeArgs) -> DeviceSettings {
+    DeviceSettings {
+        readonly: args.readonly,
+        cache: args.cache,
+        xattr: args.xattr,
+        num_request_queues: args.num_request_queues,
+        dax_window: args.dax_window.0,
+        blksize: args.blksize,
+        max_write: args.max_write,
+        allow_devices: false,
+    }
 }
 
 /// Binds --socket-path or takes over --fd; returns the listener and how to name it in logs.

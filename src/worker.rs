@@ -1,40 +1,25 @@
 //! `fsjail worker`: internal; the broker execs it inside the new namespaces (see
 //! `jail::spawn`), with its control socket on fd 3 and nothing else.
 //!
-//! The worker receives its share's settings and the listening socket from the broker, jails
-//! itself in the order of `jail::steps` (3 to 8; 9, seccomp, is a later issue), tells the
-//! broker it is ready, and serves one frontend connection. It exits 0 when the frontend
-//! disconnects (the broker then starts a fresh worker on the same socket) or on SIGTERM.
-//!
-//! The order is fixed by what each step takes away:
-//! - PID 1 duties first, so that a SIGTERM during setup is not lost;
-//! - mounts: the passthrough filesystem is built between the pivot into the tmpfs root and the
-//!   chroot into the share, because it opens `/proc/self/fd` by path and only the tmpfs root
-//!   has a `/proc`; its root is imported after the chroot, as `/`;
-//! - rlimits while CAP_SYS_RESOURCE may still be needed to set NOFILE;
-//! - closing fds once everything the worker keeps is open;
-//! - groups and capabilities after every privileged operation;
-//! - no_new_privs and the parent-death check last but seccomp, which must be the very last.
-//!
-//! Steps 5 to 8 set per-thread state, so they run before the vhost-user daemon starts its
-//! threads, which inherit the jail.
+//! The worker receives its share's settings and the listening socket from the broker, enters
+//! its jail (`jail::enter`: steps 3 to 9, seccomp last), builds the share's device
+//! (`devices::share::ShareDevice`), tells the broker it is ready, and serves one frontend
+//! connection. It exits 0 when the frontend disconnects (the broker then starts a fresh worker
+//! on the same socket) or on SIGTERM.
 
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use argh::FromArgs;
-use devices::fs::{self, ShareOptions, SharePolicy};
-use devices::fuse::server::{Server, ServerOptions};
-use devices::vhost_user::{self, FsBackend};
+use devices::fs::{self, ShareOptions};
+use devices::share::{DeviceError, ShareDevice, ShareFs};
 use fuse_backend_rs::passthrough::PassthroughFs;
+use jail::enter::{self, EnterError, Jail, SharePaths};
 use jail::handover::{self, HandoverError};
 use jail::policy::{SandboxMode, ShareConfig};
-use jail::steps::{creds, fds, mounts, pid1, privs, rlimits, JailError};
+use jail::steps::{pid1, JailError};
 use log::{info, warn, LevelFilter};
 use thiserror::Error;
 use vhost::vhost_user::Listener;
@@ -64,22 +49,24 @@ pub enum WorkerError {
     #[error(transparent)]
     Jail(#[from] JailError),
     #[error("share {tag:?}: {source}")]
-    Share { tag: String, source: fs::Error },
-    #[error("share {tag:?}: opening its root: {source}")]
-    ShareRoot { tag: String, source: io::Error },
-    #[error("share {tag:?}: importing its root into the passthrough filesystem: {source}")]
-    Import { tag: String, source: io::Error },
+    Share { tag: String, source: ShareError },
+    #[error("share {tag:?}: {source}")]
+    Device { tag: String, source: DeviceError },
     #[error("telling the broker the worker is ready: {0}")]
     Ready(HandoverError),
     #[error(transparent)]
-    VhostUser(#[from] vhost_user::Error),
-    #[error("share {tag:?}: {source}")]
-    Settings {
-        tag: String,
-        source: devices::dax::settings::SettingsError,
-    },
-    #[error("installing the seccomp filter: {0}")]
-    Seccomp(#[from] seccomp::Error),
+    VhostUser(#[from] devices::vhost_user::Error),
+}
+
+/// Opening the share inside the jail failed.
+#[derive(Debug, Error)]
+pub enum ShareError {
+    #[error(transparent)]
+    Passthrough(#[from] fs::Error),
+    #[error("opening its root: {0}")]
+    Root(io::Error),
+    #[error("importing its root into the passthrough filesystem: {0}")]
+    Import(io::Error),
 }
 
 pub fn main(args: WorkerArgs) -> ExitCode {
@@ -93,17 +80,8 @@ pub fn main(args: WorkerArgs) -> ExitCode {
     }
 }
 
-/// The filesystem of a share, built inside the jail.
-struct Prepared {
-    passthrough: PassthroughFs,
-    /// For the server's syncfs.
-    share_root: File,
-    /// Descriptors `PassthroughFs::new` opened (its `/proc/self/fd` and `/proc/self/mountinfo`).
-    passthrough_fds: Vec<RawFd>,
-}
-
 fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
-    // Step 4 comes first; see the module doc.
+    // Step 4 comes first, so that a SIGTERM during setup is not lost.
     pid1::install().map_err(JailError::from)?;
 
     let control = take_control_fd(args.control_fd)?;
@@ -112,164 +90,73 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         log::set_max_level(level);
     }
     let share = handover.share;
-
-    let prepared = match share.sandbox {
-        SandboxMode::Namespace => prepare_namespace(&share)?,
-        SandboxMode::Chroot => prepare_chroot(&share)?,
-        SandboxMode::None => {
-            warn!(
-                "share {:?}: sandbox \"none\": the worker is not jailed (debugging only)",
-                share.tag
-            );
-            prepare_unjailed(&share)?
-        }
-    };
-    let listener = Listener::from(UnixListener::from(listener));
-
-    if share.sandbox != SandboxMode::None {
-        rlimits::apply(rlimits::Limits::for_share(
-            share.rlimit_nofile,
-            share.num_request_queues,
-        ))
-        .map_err(JailError::from)?;
-
-        let mut keep = vec![
-            0,
-            1,
-            2,
-            control.as_raw_fd(),
-            listener.as_raw_fd(),
-            prepared.share_root.as_raw_fd(),
-        ];
-        keep.extend_from_slice(&prepared.passthrough_fds);
-        fds::close_all_except(&keep).map_err(JailError::from)?;
-
-        creds::drop_groups(handover.setgroups_denied).map_err(JailError::from)?;
-        creds::limit_caps(&creds::worker_caps(share.allow_devices)).map_err(JailError::from)?;
-
-        privs::apply(control.as_fd()).map_err(JailError::from)?;
+    if share.sandbox == SandboxMode::None {
+        warn!(
+            "share {:?}: sandbox \"none\": the worker is not jailed (debugging only)",
+            share.tag
+        );
     }
+    let mut listener = Listener::from(UnixListener::from(listener));
+    let settings = share.device_settings();
 
-    let passthrough = Arc::new(prepared.passthrough);
-    let mut policy = SharePolicy::new(passthrough.clone(), share.readonly)
-        .with_allow_devices(share.allow_devices);
-    if share.xattr && share.sandbox != SandboxMode::None {
-        // The share is our root now, so fuse-backend-rs's "/proc/self/fd/N" xattr paths do not
-        // resolve; name the inode through its own proc fd instead (see with_xattr_paths).
-        let resolver = passthrough.clone();
-        policy =
-            policy.with_xattr_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
-    }
-    let options = ServerOptions {
-        dax_window: share.dax_window,
-        blksize: share.blksize,
-        max_write: share.max_write,
-        ..ServerOptions::default()
+    let jail = Jail {
+        share: &share,
+        control: control.as_fd(),
+        keep: &[listener.as_raw_fd()],
+        setgroups_denied: handover.setgroups_denied,
     };
-    let server = Server::try_new(policy, options, Some(prepared.share_root)).map_err(|source| {
-        WorkerError::Settings {
-            tag: share.tag.clone(),
-            source,
-        }
+    let share_fs = enter::enter(&jail, |paths| open_share(&share, paths), import_share).map_err(
+        |e| match e {
+            EnterError::Jail(e) => WorkerError::Jail(e),
+            EnterError::Open(source) => WorkerError::Share {
+                tag: share.tag.clone(),
+                source,
+            },
+        },
+    )?;
+    let device = ShareDevice::build(&settings, share_fs).map_err(|source| WorkerError::Device {
+        tag: share.tag.clone(),
+        source,
     })?;
-    let backend = Arc::new(FsBackend::new(Arc::new(server), share.num_request_queues)?);
 
-    // Step 9, last: the filter forbids what the steps above needed (mount, setgroups, ...).
-    // Installed on every thread (TSYNC) before the first byte from a frontend is read; the
-    // queue threads started later inherit it.
-    seccomp::install(share.seccomp)?;
     handover::send_ready(&control).map_err(WorkerError::Ready)?;
     info!(
         "share {:?}: jailed ({} sandbox); waiting for the frontend",
         share.tag, share.sandbox
     );
-    let mut listener = listener;
-    vhost_user::serve_connection(backend, &mut listener)?;
+    device.serve(&mut listener)?;
     info!("share {:?}: frontend disconnected; exiting", share.tag);
     Ok(())
 }
 
-/// Namespace sandbox: tmpfs root, passthrough built with our `/proc`, chroot into the share.
-fn prepare_namespace(share: &ShareConfig) -> Result<Prepared, WorkerError> {
-    mounts::enter_new_root(&share.path, share.readonly).map_err(JailError::from)?;
-    let share_dir = Path::new(mounts::SHARE_DIR);
-    let share_root = open_root(share, share_dir)?;
-    build_passthrough(share, share_root, || mounts::enter_share(share_dir))
+/// The share, opened inside the jail but not yet imported.
+struct OpenedShare {
+    passthrough: PassthroughFs,
+    share_root: std::fs::File,
+    jailed: bool,
 }
 
-/// Chroot sandbox (virtiofsd's `--sandbox chroot`): the host's `/proc`, chroot into the share.
-fn prepare_chroot(share: &ShareConfig) -> Result<Prepared, WorkerError> {
-    mounts::private_share(&share.path, share.readonly).map_err(JailError::from)?;
-    let share_root = open_root(share, &share.path)?;
-    build_passthrough(share, share_root, || mounts::enter_share(&share.path))
-}
-
-/// No sandbox: serve the share's host path as `fsjail serve` did before the jail.
-fn prepare_unjailed(share: &ShareConfig) -> Result<Prepared, WorkerError> {
-    let opts = share_options(share, &share.path);
-    let passthrough = fs::new_passthrough(&opts).map_err(|source| WorkerError::Share {
-        tag: share.tag.clone(),
-        source,
-    })?;
-    let share_root = open_root(share, &share.path)?;
-    Ok(Prepared {
+/// Opens what needs `/proc` or the share's path as it is now: the passthrough filesystem
+/// (rooted where the share will be served from) and the share's root descriptor.
+fn open_share(share: &ShareConfig, paths: SharePaths<'_>) -> Result<OpenedShare, ShareError> {
+    let options = ShareOptions::for_settings(paths.served, &share.device_settings());
+    let passthrough = fs::new_passthrough_unimported(&options)?;
+    let share_root = fs::open_share_root(paths.now).map_err(ShareError::Root)?;
+    Ok(OpenedShare {
         passthrough,
         share_root,
-        passthrough_fds: Vec::new(),
+        jailed: share.sandbox != SandboxMode::None,
     })
 }
 
-/// Builds the passthrough with root `/` while `/proc` is reachable, runs `enter_share` (the
-/// chroot), then imports the root — now the share. Returns it with the descriptors it opened,
-/// found by listing ours before and after (it exposes only one of them).
-fn build_passthrough(
-    share: &ShareConfig,
-    share_root: File,
-    enter_share: impl FnOnce() -> Result<(), mounts::MountError>,
-) -> Result<Prepared, WorkerError> {
-    let tag = || share.tag.clone();
-    let before = fds::open_fds().map_err(JailError::from)?;
-    let passthrough = fs::new_passthrough_unimported(&share_options(share, Path::new("/")))
-        .map_err(|source| WorkerError::Share { tag: tag(), source })?;
-    enter_share().map_err(JailError::from)?;
-    passthrough
-        .import()
-        .map_err(|source| WorkerError::Import { tag: tag(), source })?;
-    // After the chroot our /proc is reachable only through the passthrough's own descriptor.
-    let proc_self_fd =
-        passthrough
-            .keep_fds()
-            .first()
-            .copied()
-            .ok_or_else(|| WorkerError::Import {
-                tag: tag(),
-                source: io::Error::other("the passthrough filesystem holds no /proc/self/fd"),
-            })?;
-    let after = fds::open_fds_at(proc_self_fd).map_err(JailError::from)?;
-    let passthrough_fds = after
-        .into_iter()
-        .filter(|fd| !before.contains(fd))
-        .collect();
-    Ok(Prepared {
-        passthrough,
-        share_root,
-        passthrough_fds,
+/// Imports the passthrough filesystem's root, now that the jail's root is the share.
+fn import_share(opened: OpenedShare) -> Result<ShareFs, ShareError> {
+    opened.passthrough.import().map_err(ShareError::Import)?;
+    Ok(ShareFs {
+        passthrough: opened.passthrough,
+        share_root: opened.share_root,
+        xattr_through_proc_fd: opened.jailed,
     })
-}
-
-fn open_root(share: &ShareConfig, dir: &Path) -> Result<File, WorkerError> {
-    fs::open_share_root(dir).map_err(|source| WorkerError::ShareRoot {
-        tag: share.tag.clone(),
-        source,
-    })
-}
-
-fn share_options(share: &ShareConfig, root: &Path) -> ShareOptions {
-    let mut opts = ShareOptions::new(root);
-    opts.readonly = share.readonly;
-    opts.cache = share.cache;
-    opts.xattr = share.xattr;
-    opts
 }
 
 /// Takes ownership of the control socket the broker put on `fd`, after checking it is an open

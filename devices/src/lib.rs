@@ -5,5 +5,6 @@ pub mod dax;
 pub mod fs;
 pub mod fuse;
 pub mod ratelimit;
+pub mod share;
 pub mod transport;
 pub mod vhost_user;

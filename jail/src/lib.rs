@@ -1,6 +1,7 @@
 //! The jail (namespaces, mounts, capabilities, rlimits, fd hygiene) and the broker that spawns
 //! and supervises one jailed worker per share.
 pub mod broker;
+pub mod enter;
 pub mod fdpass;
 pub mod handover;
 pub mod policy;

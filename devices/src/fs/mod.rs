@@ -8,77 +8,23 @@
 pub mod policy;
 mod xattr_path;
 
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
 
 use fuse_backend_rs::passthrough::{self, PassthroughFs};
 
 pub use policy::SharePolicy;
 
-/// How long the guest may cache entries and attributes, and whether it may cache file data.
-///
-/// Mirrors virtiofsd's `--cache`; the timeouts chosen for each variant are those virtiofsd uses.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum CachePolicy {
-    /// No caching: every access goes to the host (direct I/O, zero timeouts). Use when the host
-    /// changes the directory behind the guest's back.
-    Never,
-    /// Cache with a short (1 s) timeout and revalidate on open.
-    #[default]
-    Auto,
-    /// Cache aggressively (one day): the guest is assumed to be the only writer.
-    Always,
-}
+pub use settings::{CachePolicy, ParseCachePolicyError};
 
-impl CachePolicy {
-    /// Entry and attribute timeout handed to the guest for this policy.
-    pub fn timeout(self) -> Duration {
-        match self {
-            CachePolicy::Never => Duration::ZERO,
-            CachePolicy::Auto => Duration::from_secs(1),
-            CachePolicy::Always => Duration::from_secs(86400),
-        }
-    }
-
-    fn to_passthrough(self) -> passthrough::CachePolicy {
-        match self {
-            CachePolicy::Never => passthrough::CachePolicy::Never,
-            CachePolicy::Auto => passthrough::CachePolicy::Auto,
-            CachePolicy::Always => passthrough::CachePolicy::Always,
-        }
-    }
-}
-
-/// A cache policy string that is none of `never`, `auto`, `always`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid cache policy {0:?}: expected one of \"never\", \"auto\", \"always\"")]
-pub struct ParseCachePolicyError(pub String);
-
-impl FromStr for CachePolicy {
-    type Err = ParseCachePolicyError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "never" => Ok(CachePolicy::Never),
-            "auto" => Ok(CachePolicy::Auto),
-            "always" => Ok(CachePolicy::Always),
-            _ => Err(ParseCachePolicyError(s.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for CachePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CachePolicy::Never => "never",
-            CachePolicy::Auto => "auto",
-            CachePolicy::Always => "always",
-        })
+/// The passthrough filesystem's own name for a cache policy.
+fn passthrough_cache(policy: CachePolicy) -> passthrough::CachePolicy {
+    match policy {
+        CachePolicy::Never => passthrough::CachePolicy::Never,
+        CachePolicy::Auto => passthrough::CachePolicy::Auto,
+        CachePolicy::Always => passthrough::CachePolicy::Always,
     }
 }
 
@@ -110,6 +56,19 @@ impl ShareOptions {
             readonly: false,
             cache: CachePolicy::Auto,
             xattr: true,
+            writeback: false,
+        }
+    }
+}
+
+impl ShareOptions {
+    /// The passthrough options for serving `root` as `settings` say.
+    pub fn for_settings(root: impl Into<PathBuf>, settings: &settings::DeviceSettings) -> Self {
+        ShareOptions {
+            root: root.into(),
+            readonly: settings.readonly,
+            cache: settings.cache,
+            xattr: settings.xattr,
             writeback: false,
         }
     }
@@ -202,7 +161,7 @@ pub fn new_passthrough_unimported(opts: &ShareOptions) -> Result<PassthroughFs, 
     let timeout = opts.cache.timeout();
     let cfg = passthrough::Config {
         root_dir,
-        cache_policy: opts.cache.to_passthrough(),
+        cache_policy: passthrough_cache(opts.cache),
         entry_timeout: timeout,
         attr_timeout: timeout,
         xattr: opts.xattr,
@@ -235,38 +194,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cache_policy_parse_and_display() {
-        for (s, p) in [
-            ("never", CachePolicy::Never),
-            ("auto", CachePolicy::Auto),
-            ("always", CachePolicy::Always),
-        ] {
-            assert_eq!(s.parse::<CachePolicy>().unwrap(), p);
-            assert_eq!(p.to_string(), s);
-        }
-        let err = "sometimes".parse::<CachePolicy>().unwrap_err();
-        assert_eq!(err, ParseCachePolicyError("sometimes".into()));
-        let msg = err.to_string();
-        assert!(msg.contains("sometimes") && msg.contains("never"), "{msg}");
-        assert!("".parse::<CachePolicy>().is_err());
-        assert!("Auto".parse::<CachePolicy>().is_err());
-        assert_eq!(CachePolicy::default(), CachePolicy::Auto);
-    }
-
-    #[test]
     fn share_options_defaults() {
         let o = ShareOptions::new("/srv");
         assert_eq!(o.root, PathBuf::from("/srv"));
         assert_eq!(o.cache, CachePolicy::Auto);
         assert!(o.xattr);
         assert!(!o.readonly && !o.writeback);
-    }
-
-    #[test]
-    fn timeouts_follow_virtiofsd() {
-        assert_eq!(CachePolicy::Never.timeout(), Duration::ZERO);
-        assert_eq!(CachePolicy::Auto.timeout(), Duration::from_secs(1));
-        assert_eq!(CachePolicy::Always.timeout(), Duration::from_secs(86400));
     }
 
     /// `PassthroughFs` is not `Debug`, so `unwrap_err` is out.

@@ -5,7 +5,9 @@ mod memory;
 mod queue;
 
 use std::io;
-use std::sync::{Arc, Mutex, RwLock};
+// Every lock here guards a value replaced or pushed in one step, so a holder that panicked
+// cannot have left it half-written: a poisoned lock is taken as it is.
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use fuse_backend_rs::api::filesystem::FileSystem;
 use log::{error, info, warn};
@@ -29,13 +31,12 @@ use crate::fuse::server::Server;
 pub const HIPRIO_QUEUES: usize = 1;
 /// Largest ring size we accept from the frontend (the virtio maximum for split rings).
 pub const MAX_QUEUE_SIZE: usize = 32768;
-/// Upper bound on request queues, so a typo cannot spawn thousands of threads.
-pub const MAX_REQUEST_QUEUES: usize = 64;
+pub use settings::MAX_REQUEST_QUEUES;
 
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("--num-request-queues must be between 1 and {MAX_REQUEST_QUEUES}, not {0}")]
-    BadQueueCount(usize),
+    #[error("num_request_queues {0}")]
+    BadQueueCount(#[from] settings::LimitError),
     #[error("creating the exit event for queue thread {0}: {1}")]
     ExitEvent(usize, io::Error),
     #[error("setting up the vhost-user daemon: {0}")]
@@ -61,9 +62,7 @@ where
     F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
 {
     pub fn new(server: Arc<Server<F>>, num_request_queues: usize) -> Result<Self, Error> {
-        if num_request_queues == 0 || num_request_queues > MAX_REQUEST_QUEUES {
-            return Err(Error::BadQueueCount(num_request_queues));
-        }
+        settings::check_request_queues(num_request_queues)?;
         Ok(FsBackend {
             server,
             num_request_queues,
@@ -89,10 +88,10 @@ where
 
     /// Wakes every queue thread so it leaves its event loop.
     pub fn signal_exit(&self) {
-        let notifiers = match self.exit_notifiers.lock() {
-            Ok(n) => n,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let notifiers = self
+            .exit_notifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for notifier in notifiers.iter() {
             if let Err(e) = notifier.notify() {
                 warn!("waking a queue thread to exit: {e}");
@@ -173,10 +172,7 @@ where
                 None
             }
         };
-        match self.mem.write() {
-            Ok(mut slot) => *slot = mem,
-            Err(poisoned) => *poisoned.into_inner() = mem,
-        }
+        *self.mem.write().unwrap_or_else(PoisonError::into_inner) = mem;
         checked
     }
 
@@ -211,10 +207,10 @@ where
                 return None;
             }
         };
-        match self.exit_notifiers.lock() {
-            Ok(mut n) => n.push(ours),
-            Err(poisoned) => poisoned.into_inner().push(ours),
-        }
+        self.exit_notifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ours);
         Some((consumer, notifier))
     }
 
@@ -237,10 +233,11 @@ where
                 format!("no queue {device_event}"),
             )
         })?;
-        let mem = match self.mem.read() {
-            Ok(m) => m.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        let mem = self
+            .mem
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let Some(mem) = mem else {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,

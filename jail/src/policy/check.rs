@@ -6,16 +6,15 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
-use devices::fs::CachePolicy;
+use settings::CachePolicy;
 use toml::Spanned;
 
 pub(crate) use super::env::Env;
-use super::error::{line_of, Diagnostic, PolicyError};
+use super::error::{Diagnostic, Diags, PolicyError};
 use super::idmap::{check_map, IdKind};
 use super::schema::{share_name, RawBroker, RawPolicy, RawShare, RawSize};
 use super::{defaults, BrokerSettings, IdMap, Policy, RestartPolicy, SandboxMode, ShareConfig};
@@ -44,24 +43,6 @@ pub(crate) fn ensure_share_dir(share: &ShareConfig) -> io::Result<()> {
     }
 }
 
-/// Collects diagnostics against one file.
-pub(crate) struct Diags<'a> {
-    file: &'a Path,
-    text: &'a str,
-    pub list: Vec<Diagnostic>,
-}
-
-impl Diags<'_> {
-    pub fn at(&mut self, span: Range<usize>, context: &str, message: String) {
-        self.list.push(Diagnostic {
-            file: self.file.to_path_buf(),
-            line: Some(line_of(self.text, span.start)),
-            context: Some(context.to_owned()),
-            message,
-        });
-    }
-}
-
 pub(crate) fn check(file: &Path, text: &str, raw: RawPolicy) -> Result<Policy, PolicyError> {
     check_with(&Env::current(), file, text, raw)
 }
@@ -72,11 +53,7 @@ pub(crate) fn check_with(
     text: &str,
     raw: RawPolicy,
 ) -> Result<Policy, PolicyError> {
-    let mut d = Diags {
-        file,
-        text,
-        list: Vec::new(),
-    };
+    let mut d = Diags::new(file, text);
     let broker = check_broker(env, &mut d, raw.broker.as_ref());
     if raw.share.is_empty() {
         d.list.push(Diagnostic {
@@ -347,18 +324,21 @@ fn check_share(
         },
     };
 
-    let max_queues = devices::vhost_user::MAX_REQUEST_QUEUES;
     let num_request_queues = match &raw.num_request_queues {
         None => Some(defaults::NUM_REQUEST_QUEUES),
-        Some(n) => match usize::try_from(*n.get_ref()) {
-            Ok(q) if (1..=max_queues).contains(&q) => Some(q),
-            _ => {
+        Some(n) => match usize::try_from(*n.get_ref())
+            .map_err(|_| settings::LimitError::Queues(0))
+            .and_then(settings::check_request_queues)
+        {
+            Ok(q) => Some(q),
+            Err(_) => {
                 d.at(
                     n.span(),
                     &name,
                     format!(
-                        "num_request_queues {}: must be between 1 and {max_queues}",
-                        n.get_ref()
+                        "num_request_queues {}: must be between 1 and {}",
+                        n.get_ref(),
+                        settings::MAX_REQUEST_QUEUES
                     ),
                 );
                 None
@@ -374,7 +354,7 @@ fn check_share(
         seccomp::Mode::Kill,
         &["kill", "trap", "log", "none"],
     );
-    let page = devices::dax::settings::host_page_size();
+    let page = settings::dax::host_page_size();
     let dax_window = match &raw.dax_window {
         None => Some(0),
         Some(w) => {
@@ -383,12 +363,12 @@ fn check_share(
                     u64::try_from(*n).map_err(|_| "must not be negative".to_owned())
                 }
                 RawSize::Text(t) => t
-                    .parse::<devices::dax::settings::ByteSize>()
+                    .parse::<settings::dax::ByteSize>()
                     .map(|b| b.0)
                     .map_err(|e| e.to_string()),
             };
             match bytes.and_then(|b| {
-                devices::dax::settings::check_window(b, page)
+                settings::dax::check_window(b, page)
                     .map(|()| b)
                     .map_err(|e| e.to_string())
             }) {
@@ -405,7 +385,7 @@ fn check_share(
         Some(b) => match u32::try_from(*b.get_ref())
             .map_err(|_| format!("blksize {}: out of range", b.get_ref()))
             .and_then(|v| {
-                devices::dax::settings::check_blksize(v)
+                settings::dax::check_blksize(v)
                     .map(|()| v)
                     .map_err(|e| e.to_string())
             }) {
@@ -581,7 +561,7 @@ fn check_unique(d: &mut Diags<'_>, checked: &[(ShareConfig, usize)], raw: &[Span
         let Some(raw_share) = raw.get(*index) else {
             continue;
         };
-        let line = line_of(d.text, raw_share.span().start);
+        let line = d.line_of(raw_share.span().start);
         let name = format!("share {:?}", share.tag);
         let tag_span = raw_share
             .get_ref()

@@ -4,7 +4,8 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -26,6 +27,38 @@ pub enum PolicyError {
     /// line, in file order.
     #[error("{}", Diagnostics(.0))]
     Invalid(Vec<Diagnostic>),
+}
+
+/// Collects the diagnostics of one file as its checks find them.
+pub(crate) struct Diags<'a> {
+    file: &'a Path,
+    text: &'a str,
+    pub list: Vec<Diagnostic>,
+}
+
+impl<'a> Diags<'a> {
+    pub fn new(file: &'a Path, text: &'a str) -> Self {
+        Diags {
+            file,
+            text,
+            list: Vec::new(),
+        }
+    }
+
+    /// The 1-based line of byte `offset` of the file.
+    pub fn line_of(&self, offset: usize) -> usize {
+        line_of(self.text, offset)
+    }
+
+    /// Records `message` about `context` at the line where `span` starts.
+    pub fn at(&mut self, span: Range<usize>, context: &str, message: String) {
+        self.list.push(Diagnostic {
+            file: self.file.to_path_buf(),
+            line: Some(line_of(self.text, span.start)),
+            context: Some(context.to_owned()),
+            message,
+        });
+    }
 }
 
 /// One problem at one place of a policy file.

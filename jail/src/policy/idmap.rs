@@ -6,8 +6,8 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::check::Diags;
 use super::env::Env;
+use super::error::Diags;
 use super::schema::RawIdMap;
 use super::{defaults, IdMap, SandboxMode};
 

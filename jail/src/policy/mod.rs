@@ -42,8 +42,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use devices::fs::CachePolicy;
 use serde::{Deserialize, Serialize};
+use settings::CachePolicy;
 
 pub use error::{Diagnostic, PolicyError};
 
@@ -145,6 +145,22 @@ pub enum SandboxMode {
     Chroot,
     /// No confinement: debugging only.
     None,
+}
+
+impl ShareConfig {
+    /// What the share's device is asked to do (the rest of the config is the jail's).
+    pub fn device_settings(&self) -> settings::DeviceSettings {
+        settings::DeviceSettings {
+            readonly: self.readonly,
+            cache: self.cache,
+            xattr: self.xattr,
+            num_request_queues: self.num_request_queues,
+            dax_window: self.dax_window,
+            blksize: self.blksize,
+            max_write: self.max_write,
+            allow_devices: self.allow_devices,
+        }
+    }
 }
 
 impl RestartPolicy {
@@ -333,8 +349,8 @@ impl ShareConfig {
 
 /// `CachePolicy` lives in `devices` without serde; it travels as its `Display` string.
 mod cache_policy_str {
-    use devices::fs::CachePolicy;
     use serde::{Deserialize, Deserializer, Serializer};
+    use settings::CachePolicy;
 
     pub fn serialize<S: Serializer>(c: &CachePolicy, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(c)

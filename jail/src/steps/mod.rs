@@ -1,11 +1,11 @@
 //! The jail, as numbered steps (the numbering is the and the README's).
 //!
-//! Steps 1 and 2 run in the broker, in [`crate::spawn`]: they create the worker. Steps 3 to 8
-//! run in the worker, after `exec`, in the order the worker calls them (see `src/worker.rs`):
-//! each is a function here with its own error type, wrapped in its own [`JailError`] variant,
-//! so a failure names the step that failed and the syscall and path inside it. Step 9
-//! (seccomp) runs in the worker too, after everything else, and must stay last, since the filter
-//! forbids the syscalls the other steps make.
+//! Steps 1 and 2 run in the broker, in [`crate::spawn`]: they create the worker. Steps 3 to 9
+//! run in the worker, after `exec`, in the order [`crate::enter::enter`] calls them (step 4
+//! first of all, see there): each is a function here with its own error type, wrapped in its
+//! own [`JailError`] variant, so a failure names the step that failed and the syscall and path
+//! inside it. Step 9 (seccomp) must stay last, since the filter forbids the syscalls the other
+//! steps make.
 //!
 //! | # | step | where |
 //! |---|------|-------|
@@ -17,7 +17,7 @@
 //! | 6 | close every fd but those handed over and the filesystem's own | [`fds`] |
 //! | 7 | drop supplementary groups; bounding/permitted/effective caps reduced, ambient and inheritable empty | [`creds`] |
 //! | 8 | no_new_privs, parent-death signal (and the broker checked alive), not dumpable | [`privs`] |
-//! | 9 | seccomp filter: the worker allowlist on every thread (TSYNC), last | `seccomp::install`, called from `src/worker.rs` |
+//! | 9 | seccomp filter: the worker allowlist on every thread (TSYNC), last | `seccomp::install`, called by [`crate::enter::enter`] |
 //!
 //! Steps 5 to 8 change per-thread state (capabilities, no_new_privs) that new threads inherit,
 //! so the worker runs them before it starts any thread; threads started later by the
@@ -102,6 +102,8 @@ pub enum JailError {
     Credentials(#[from] creds::CredsError),
     #[error("step 8 (no_new_privs, parent death, not dumpable): {0}")]
     Privileges(#[from] privs::PrivsError),
+    #[error("step 9 (seccomp): {0}")]
+    Seccomp(#[from] seccomp::Error),
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ fn minimal_share_gets_every_default() {
     assert_eq!(s.path, f.root().join("a"));
     assert_eq!(s.socket, f.root().join("run/a.sock"));
     assert!(!s.readonly && !s.xattr && !s.allow_devices && !s.create);
-    assert_eq!(s.cache, devices::fs::CachePolicy::Auto);
+    assert_eq!(s.cache, settings::CachePolicy::Auto);
     assert_eq!(s.restart, RestartPolicy::OnFailure);
     assert_eq!(s.sandbox, SandboxMode::Namespace);
     assert_eq!(s.rlimit_nofile, 65536);
@@ -120,7 +120,7 @@ num_request_queues = 4
     let s = &p.shares[0];
     assert_eq!(s.socket, f.root().join("s.sock"));
     assert!(s.readonly && s.xattr && s.allow_devices);
-    assert_eq!(s.cache, devices::fs::CachePolicy::Never);
+    assert_eq!(s.cache, settings::CachePolicy::Never);
     assert_eq!(
         s.uid_map,
         vec![

@@ -1,0 +1,131 @@
+//! What one share's virtio-fs device is asked to do, and the checks that say whether it can.
+//!
+//! The device (`devices`) builds a share from these settings; the jail's policy file (`jail`)
+//! and the command line (`fsjail serve`) fill them in and check them here, naming the file,
+//! line and key (or the flag) in their own messages. Keeping them in this small crate lets the
+//! sandbox crate check a policy without linking the device's vhost-user and FUSE stack.
+
+pub mod cache;
+pub mod dax;
+pub mod limits;
+
+pub use cache::{CachePolicy, ParseCachePolicyError};
+pub use dax::{host_page_size, ByteSize, ParseSizeError, SettingsError};
+pub use limits::{check_max_write, check_request_queues, LimitError, MAX_REQUEST_QUEUES};
+
+/// The settings of one share's device: everything the device needs besides the filesystem
+/// itself. Built by the jailed worker from its policy and by `fsjail serve --sandbox none` from
+/// its flags; [`DeviceSettings::check`] is the one place they are checked together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSettings {
+    /// Refuse every change (EROFS).
+    pub readonly: bool,
+    /// How long the guest may cache entries, attributes and data.
+    pub cache: CachePolicy,
+    /// Serve extended attributes.
+    pub xattr: bool,
+    /// Request queues, one thread each.
+    pub num_request_queues: usize,
+    /// Size of the DAX window in bytes; 0 turns DAX off.
+    pub dax_window: u64,
+    /// The guest page size every attribute reply's `st_blksize` is clamped to.
+    pub blksize: u32,
+    /// Largest READ/WRITE payload offered in FUSE INIT.
+    pub max_write: u32,
+    /// Keep device nodes the guest creates as real host nodes (the worker keeps CAP_MKNOD).
+    pub allow_devices: bool,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            readonly: false,
+            cache: CachePolicy::Auto,
+            xattr: false,
+            num_request_queues: 1,
+            dax_window: 0,
+            blksize: dax::DEFAULT_BLKSIZE,
+            max_write: limits::DEFAULT_MAX_WRITE,
+            allow_devices: false,
+        }
+    }
+}
+
+/// One setting that cannot work, naming it as the policy file does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceSettingsError {
+    #[error("num_request_queues: {0}")]
+    Queues(LimitError),
+    #[error("max_write: {0}")]
+    MaxWrite(LimitError),
+    #[error("dax_window: {0}")]
+    DaxWindow(SettingsError),
+    #[error("blksize: {0}")]
+    Blksize(SettingsError),
+}
+
+impl DeviceSettingsError {
+    /// The setting's name as the policy file spells it (`--` and dashes make the flag).
+    pub fn key(&self) -> &'static str {
+        match self {
+            DeviceSettingsError::Queues(_) => "num_request_queues",
+            DeviceSettingsError::MaxWrite(_) => "max_write",
+            DeviceSettingsError::DaxWindow(_) => "dax_window",
+            DeviceSettingsError::Blksize(_) => "blksize",
+        }
+    }
+
+    /// What is wrong, without the setting's name.
+    pub fn reason(&self) -> String {
+        match self {
+            DeviceSettingsError::Queues(e) | DeviceSettingsError::MaxWrite(e) => e.to_string(),
+            DeviceSettingsError::DaxWindow(e) | DeviceSettingsError::Blksize(e) => e.to_string(),
+        }
+    }
+}
+
+impl DeviceSettings {
+    /// Checks every setting against this host (its page size for the DAX window).
+    pub fn check(&self) -> Result<(), DeviceSettingsError> {
+        check_request_queues(self.num_request_queues).map_err(DeviceSettingsError::Queues)?;
+        check_max_write(self.max_write).map_err(DeviceSettingsError::MaxWrite)?;
+        dax::check_blksize(self.blksize).map_err(DeviceSettingsError::Blksize)?;
+        dax::check_window(self.dax_window, host_page_size()).map_err(DeviceSettingsError::DaxWindow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_and_each_bad_field_is_named() {
+        DeviceSettings::default().check().unwrap();
+        let bad = [
+            DeviceSettings {
+                num_request_queues: 0,
+                ..Default::default()
+            },
+            DeviceSettings {
+                max_write: 100,
+                ..Default::default()
+            },
+            DeviceSettings {
+                dax_window: 12345,
+                ..Default::default()
+            },
+            DeviceSettings {
+                blksize: 1000,
+                ..Default::default()
+            },
+        ];
+        let names = ["num_request_queues", "max_write", "dax_window", "blksize"];
+        for (settings, name) in bad.iter().zip(names) {
+            let err = settings.check().unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with(name), "{msg}");
+            assert_eq!(err.key(), name);
+            assert_eq!(msg, format!("{name}: {}", err.reason()));
+        }
+    }
+}
