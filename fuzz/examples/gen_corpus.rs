@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use devices::fuse::abi::{CopyFileRangeIn, InHeader, InitIn, Opcode, ROOT_ID};
-use devices::vhost_user::{serve_connection, FsBackend};
+use devices::vhost_user::serve_connection;
 use fsjail_fuzz::record::{self, Record, FLAG_FIX_LEN};
 use guest_driver::{Device, Options, Session, Setattr, VhostUserProtocolFeatures};
 use vhost::vhost_user::Listener;
@@ -85,8 +85,8 @@ fn fuse_seeds() {
     let dir = out_dir("fuse_server");
     let h = fsjail_fuzz::fuse::harness().lock().unwrap();
     let sock = h.share().parent().unwrap().join("gen.sock");
-    let server = Arc::new(h.server(false));
-    let backend = Arc::new(FsBackend::new(server, 1).unwrap());
+    let device = h.device(false);
+    let backend = device.backend().clone();
     let mut listener = Listener::new(&sock, true).unwrap();
     std::thread::spawn(move || serve_connection(backend, &mut listener));
     // No backend-request channel: SETUPMAPPING goes to the harness's in-process window owner,
@@ -183,9 +183,9 @@ fn fuse_seeds() {
 
     // The seeds replay cleanly through the fuzz harness: every reply but the first LOOKUP's
     // (ENOENT) and FORGET's (none) is a success.
-    let server = h.server(false);
+    let device = h.device(false);
     for (i, rec) in records.iter().enumerate() {
-        let reply = h.request(&server, rec);
+        let reply = h.request(device.server(), rec);
         let error = reply
             .get(4..8)
             .map(|b| i32::from_le_bytes(b.try_into().unwrap()));

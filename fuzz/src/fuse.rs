@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use devices::dax::DAX_BLOCK;
-use devices::fs::{new_passthrough, open_share_root, CachePolicy, ShareOptions, SharePolicy};
+use devices::fs::{CachePolicy, ShareOptions};
 use devices::fuse::abi::{InHeader, Opcode, OutHeader};
-use devices::fuse::server::{Server, ServerOptions};
+use devices::share::{ShareDevice, ShareFs, ShareServer};
 use devices::transport::split_chain;
-use fuse_backend_rs::passthrough::PassthroughFs;
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::guest::{self, BUFFERS, WRITE};
@@ -29,7 +28,6 @@ pub const WINDOW: u64 = 2 * DAX_BLOCK;
 /// Most descriptors per side of one chain (the queue has 256 entries).
 const MAX_DESCS_PER_SIDE: usize = 120;
 
-type Fs = SharePolicy<PassthroughFs>;
 
 pub struct FuseHarness {
     _dir: tempfile::TempDir,
@@ -85,26 +83,25 @@ impl FuseHarness {
         let _ = std::os::unix::fs::chown(&self.share, Some(0), Some(0));
     }
 
-    /// A fresh server over the (empty) share, connected to the recording owner.
-    pub fn server(&self, readonly: bool) -> Server<Fs> {
+    /// A fresh device over the (empty) share, its DAX window connected to the recording owner.
+    pub fn device(&self, readonly: bool) -> ShareDevice {
         self.reset_share();
         self.recorder.reset();
-        let mut opts = ShareOptions::new(&self.share);
-        opts.cache = CachePolicy::Never;
-        opts.readonly = readonly;
-        opts.xattr = true;
-        let fs = SharePolicy::new(new_passthrough(&opts).expect("passthrough"), readonly);
-        let options = ServerOptions {
+        let settings = settings::DeviceSettings {
+            readonly,
+            cache: CachePolicy::Never,
+            xattr: true,
             dax_window: WINDOW,
-            ..ServerOptions::default()
+            ..Default::default()
         };
-        let root = open_share_root(&self.share).ok();
-        let server = Server::try_new(fs, options, root).expect("server options");
-        server
+        let share = ShareFs::open(&ShareOptions::for_settings(&self.share, &settings))
+            .expect("share");
+        let device = ShareDevice::build(&settings, share).expect("device settings");
+        device
             .dax()
             .expect("DAX is on")
             .connect(self.recorder.clone());
-        server
+        device
     }
 
     pub fn share(&self) -> &Path {
@@ -114,14 +111,15 @@ impl FuseHarness {
     /// Runs one input: config byte, then each record as a request.
     pub fn run(&self, data: &[u8]) {
         let (config, records) = record::decode(data);
-        let server = self.server(config & CONFIG_READONLY != 0);
+        let device = self.device(config & CONFIG_READONLY != 0);
+        let server = device.server();
         for r in &records {
             self.request(&server, r);
         }
     }
 
     /// Serves one record and checks the reply and the DAX state. Returns the reply bytes.
-    pub fn request(&self, server: &Server<Fs>, r: &Record) -> Vec<u8> {
+    pub fn request(&self, server: &ShareServer, r: &Record) -> Vec<u8> {
         let mut bytes = r.bytes.clone();
         if r.flags & FLAG_FIX_LEN != 0 && bytes.len() >= 4 {
             let len = bytes.len() as u32;

@@ -25,10 +25,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use devices::fs::{new_passthrough, CachePolicy, ShareOptions, SharePolicy};
-use devices::fuse::server::{Server, ServerOptions};
+use devices::fs::{CachePolicy, ShareOptions};
+use devices::share::{ShareDevice, ShareFs};
 use devices::vhost_user::FsBackend;
-use fuse_backend_rs::passthrough::PassthroughFs;
 use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -47,12 +46,10 @@ pub const FD_KICK: u8 = 1;
 pub const FD_CALL: u8 = 2;
 pub const FD_RAM: u8 = 4;
 
-type Fs = SharePolicy<PassthroughFs>;
-
 struct Shared {
     _dir: tempfile::TempDir,
     sock: PathBuf,
-    server: Arc<Server<Fs>>,
+    device: ShareDevice,
     ram: std::fs::File,
 }
 
@@ -70,10 +67,13 @@ fn shared() -> &'static Mutex<Shared> {
         let share = dir.path().join("share");
         std::fs::create_dir(&share).unwrap();
         std::fs::write(share.join("file"), b"hello").unwrap();
-        let mut opts = ShareOptions::new(&share);
-        opts.cache = CachePolicy::Never;
-        let fs = SharePolicy::new(new_passthrough(&opts).unwrap(), true);
-        let server = Arc::new(Server::new(fs, ServerOptions::default(), None));
+        let settings = settings::DeviceSettings {
+            readonly: true,
+            cache: CachePolicy::Never,
+            ..Default::default()
+        };
+        let fs = ShareFs::open(&ShareOptions::for_settings(&share, &settings)).unwrap();
+        let device = ShareDevice::build(&settings, fs).unwrap();
         // SAFETY: a NUL-terminated name; the descriptor is owned by the File at once.
         let fd = unsafe { libc::memfd_create(c"fuzz-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
         assert!(fd >= 0);
@@ -83,7 +83,7 @@ fn shared() -> &'static Mutex<Shared> {
         Mutex::new(Shared {
             sock: dir.path().join("vu.sock"),
             _dir: dir,
-            server,
+            device,
             ram,
         })
     })
@@ -201,7 +201,8 @@ fn run_daemon(data: &[u8]) {
     let sh = shared().lock().unwrap_or_else(|p| p.into_inner());
     let _ = std::fs::remove_file(&sh.sock);
     let listener = UnixListener::bind(&sh.sock).expect("bind");
-    let backend = Arc::new(FsBackend::new(sh.server.clone(), 1).expect("backend"));
+    // A fresh backend per input (negotiated features, memory, exit events), over one server.
+    let backend = Arc::new(FsBackend::new(sh.device.server().clone(), 1).expect("backend"));
     let mut daemon = VhostUserDaemon::new(
         "fuzz".into(),
         backend.clone(),

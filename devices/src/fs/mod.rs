@@ -5,6 +5,8 @@
 //! (read-only, no device nodes, no ioctls) is layered on top of it by [`policy::SharePolicy`], so
 //! that the policy is enforced at the `FileSystem` trait whatever filesystem sits underneath.
 
+pub mod adapter;
+mod bounce;
 pub mod policy;
 mod xattr_path;
 
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use fuse_backend_rs::passthrough::{self, PassthroughFs};
 
+pub use adapter::FuseAdapter;
 pub use policy::SharePolicy;
 
 pub use settings::{CachePolicy, ParseCachePolicyError};

@@ -203,7 +203,7 @@ mod tests {
             new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
             false,
         );
-        let server = Arc::new(Server::new(fs, ServerOptions::default(), None));
+        let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
         let mock = MockSplitQueue::new(&mem, SIZE);
         mem.write_slice(&request(), GuestAddress(REQ)).unwrap();
@@ -268,7 +268,7 @@ mod tests {
             new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
             false,
         );
-        let server = Arc::new(Server::new(fs, ServerOptions::default(), None));
+        let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
         // A chain outside guest memory: returned with nothing written, its used element is
         // all zeros, so the avail entries it overwrites all name head 0 again.

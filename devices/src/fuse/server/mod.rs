@@ -7,14 +7,13 @@
 //! room for one. Nothing here panics on guest input.
 
 mod attr;
-mod bounce;
 mod names;
 mod ops;
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::mem::size_of;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use fuse_backend_rs::api::filesystem::{Context, FileSystem, FsOptions};
@@ -22,6 +21,7 @@ use vm_memory::ByteValued;
 
 use crate::dax::handles::OpenHandles;
 use crate::dax::{settings, DaxChannel, SettingsError, Window};
+use crate::fs::FuseAdapter;
 use crate::fuse::abi::{self, init_flags, InHeader, InitIn, InitOut, Opcode, OutHeader};
 use crate::transport::{Reader, Writer};
 
@@ -109,14 +109,11 @@ const FS_CAPABILITIES: u64 = init_flags::DO_READDIRPLUS
 
 /// One share's FUSE server. Shared by every queue thread of the share.
 pub struct Server<F> {
-    fs: F,
+    /// The share's filesystem stack, with what FUSE needs that the stack lacks added.
+    fs: FuseAdapter<F>,
     options: ServerOptions,
-    /// The share's root, for SYNCFS.
-    share_root: Option<File>,
     initialized: AtomicBool,
     minor: AtomicU32,
-    /// Names the TMPFILE emulation's short-lived entries.
-    tmpfile_seq: AtomicU64,
     /// The DAX window, when `options.dax_window` is not 0.
     dax: Option<Arc<DaxChannel>>,
     /// Open file handles, recorded only with DAX on (SETUPMAPPING checks them).
@@ -144,8 +141,8 @@ impl<F> Server<F>
 where
     F: FileSystem<Inode = u64, Handle = u64> + Sync,
 {
-    /// A server for `fs`. Fails when `options` cannot work (see [`ServerOptions::check`]);
-    /// entry points that take user settings use this.
+    /// A server for `fs`. Fails when `options` cannot work (see [`ServerOptions::check`]):
+    /// a bad setting is the caller's to report, never quietly replaced.
     pub fn try_new(
         fs: F,
         options: ServerOptions,
@@ -157,25 +154,6 @@ where
         Ok(Self::build(fs, options, share_root, dax))
     }
 
-    /// A server for `fs` with options that were checked already. Options that would not work
-    /// are not used: an invalid DAX window leaves DAX off and an invalid `blksize` becomes the
-    /// default, each with an error in the log. Use [`Server::try_new`] to get the error.
-    pub fn new(fs: F, mut options: ServerOptions, share_root: Option<File>) -> Self {
-        if let Err(e) = settings::check_blksize(options.blksize) {
-            log::error!("{e}; using {}", settings::DEFAULT_BLKSIZE);
-            options.blksize = settings::DEFAULT_BLKSIZE;
-        }
-        let dax = match options.dax_geometry() {
-            Ok(window) => window.map(|w| Arc::new(DaxChannel::new(w))),
-            Err(e) => {
-                log::error!("{e}; DAX is off");
-                options.dax_window = 0;
-                None
-            }
-        };
-        Self::build(fs, options, share_root, dax)
-    }
-
     fn build(
         fs: F,
         options: ServerOptions,
@@ -183,12 +161,10 @@ where
         dax: Option<Arc<DaxChannel>>,
     ) -> Self {
         Server {
-            fs,
+            fs: FuseAdapter::new(fs, share_root),
             options,
-            share_root,
             initialized: AtomicBool::new(false),
             minor: AtomicU32::new(0),
-            tmpfile_seq: AtomicU64::new(0),
             dax,
             handles: Arc::default(),
         }

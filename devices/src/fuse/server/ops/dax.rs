@@ -165,12 +165,6 @@ mod tests {
                 Ok(_) => panic!("{o:?} accepted"),
                 Err(e) => assert_eq!(e, want),
             }
-            // The infallible constructor drops what cannot work instead.
-            let s = Server::new(fs(), o, None);
-            assert!(s.options().check().is_ok() || s.dax().is_none());
         }
-        let s = Server::new(fs(), options(DAX_BLOCK, 3000), None);
-        assert_eq!(s.options().blksize, 4096);
-        assert!(s.dax().is_some());
     }
 }

@@ -101,35 +101,22 @@ where
                 },
             )?;
         } else {
-            // PassthroughFs's own readdir reports its node ids as d_ino, which the guest then
-            // shows (ls -i) next to a different st_ino. Its readdirplus reports the host's
-            // st_ino, as READDIRPLUS does and virtiofsd's READDIR does: take the entries from
-            // there and drop the lookups they carry (those that did not fit are dropped by it).
-            let mut listed = Vec::new();
-            let res = self.fs.readdirplus(
+            self.fs.readdir_host_ino(
                 &req.ctx,
                 req.nodeid(),
                 arg.fh,
                 host_size,
                 arg.offset,
-                &mut |d: DirEntry, e: Entry| {
+                &mut |d: DirEntry| {
                     let fixed = Dirent {
                         ino: d.ino,
                         off: d.offset,
                         namelen: d.name.len() as u32,
                         type_: d.type_,
                     };
-                    let r = push_record(&mut body, limit, fixed.as_slice(), d.name);
-                    if r.as_ref().map_or(true, |&n| n > 0) {
-                        listed.push((e.inode, 1));
-                    }
-                    r
+                    push_record(&mut body, limit, fixed.as_slice(), d.name)
                 },
-            );
-            if !listed.is_empty() {
-                self.fs.batch_forget(&req.ctx, listed);
-            }
-            res?;
+            )?;
         }
         reply_header_for_body(&mut req.w, req.header.unique, body.bytes_written())
     }

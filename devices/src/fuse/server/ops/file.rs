@@ -1,31 +1,28 @@
 //! Opcodes on open files: open/create, data transfer, sync, locks, ioctl.
 
-use std::ffi::CString;
 use std::io;
+use std::io::Read;
 use std::mem::size_of;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 
 use fuse_backend_rs::abi::fuse_abi::CreateIn as FsCreateIn;
 use fuse_backend_rs::api::filesystem::FileLock as FsFileLock;
-use fuse_backend_rs::api::filesystem::FileSystem;
+use fuse_backend_rs::api::filesystem::{FileSystem, IoctlData};
 use vm_memory::ByteValued;
 
 use super::{name_err, NameBuf, Request};
 use crate::fuse::abi::{
-    CopyFileRangeIn, CreateIn, FallocateIn, FileLock, FlushIn, FsyncIn, IoctlIn, LkIn, LkOut,
-    LseekIn, LseekOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, SyncfsIn, WriteIn, WriteOut,
-    FSYNC_FDATASYNC, LK_FLOCK, READ_LOCKOWNER, RELEASE_FLOCK_UNLOCK, RELEASE_FLUSH, WRITE_CACHE,
-    WRITE_LOCKOWNER,
+    CopyFileRangeIn, CreateIn, FallocateIn, FileLock, FlushIn, FsyncIn, IoctlIn, IoctlOut, LkIn,
+    LkOut, LseekIn, LseekOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, SyncfsIn, WriteIn,
+    WriteOut, FSYNC_FDATASYNC, LK_FLOCK, READ_LOCKOWNER, RELEASE_FLOCK_UNLOCK, RELEASE_FLUSH,
+    WRITE_CACHE, WRITE_LOCKOWNER,
 };
 use crate::fuse::server::attr::entry_out;
-use crate::fuse::server::bounce::BounceBuffer;
 use crate::fuse::server::names::{single_entry_name, split_cstr};
 use crate::fuse::server::{err, reply_header_for_body, Server};
 
-/// ioctl commands the guest may pass through to the host. Empty: no ioctl has been shown safe
-/// and needed yet, so every IOCTL answers ENOTTY.
-pub const IOCTL_ALLOWLIST: &[u32] = &[];
+/// FUSE_IOCTL_UNRESTRICTED: the guest asks the server to retry with iovecs it names, which
+/// would make us read and write guest memory the request did not carry. Refused.
+const IOCTL_UNRESTRICTED: u32 = 1 << 1;
 
 /// File offsets travel as u64 but the host takes off_t: anything past i64::MAX is invalid.
 fn check_offset(offset: u64) -> io::Result<u64> {
@@ -87,9 +84,7 @@ where
         req.ok(&[entry.as_slice(), open.as_slice()])
     }
 
-    /// O_TMPFILE, emulated: PassthroughFs cannot open an unnamed file, so we create a uniquely
-    /// named one and unlink it at once. The open handle keeps the inode alive; unlike a real
-    /// O_TMPFILE, it cannot be given a name later with linkat(AT_EMPTY_PATH).
+    /// O_TMPFILE (emulated by the adapter: see `FuseAdapter::tmpfile`).
     pub(super) fn tmpfile(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<CreateIn>()?;
         // Linux sends the new dentry's name ("/") after the struct, as for CREATE. It names
@@ -99,29 +94,15 @@ where
         if !body.is_empty() && !split_cstr(body).map_err(name_err)?.1.is_empty() {
             return Err(err(libc::EINVAL));
         }
-        let seq = self.tmpfile_seq.fetch_add(1, Ordering::Relaxed);
-        let name = CString::new(format!(".fsjail-tmpfile.{}.{seq}", std::process::id()))
-            .map_err(|_| err(libc::EINVAL))?;
-        let tmpfile_bits = (libc::O_TMPFILE | libc::O_DIRECTORY) as u32;
         let args = FsCreateIn {
-            flags: (arg.flags & !tmpfile_bits) | (libc::O_CREAT | libc::O_EXCL) as u32,
+            flags: arg.flags,
             mode: arg.mode,
             umask: arg.umask,
             fuse_flags: arg.open_flags,
         };
-        let (entry, handle, options, _) = self.fs.create(&req.ctx, req.nodeid(), &name, args)?;
-        if let Err(e) = self.fs.unlink(&req.ctx, req.nodeid(), &name) {
-            if let Some(h) = handle {
-                let _ = self
-                    .fs
-                    .release(&req.ctx, entry.inode, 0, h, false, false, None);
-            }
-            self.fs.forget(&req.ctx, entry.inode, 1);
-            return Err(e);
-        }
+        let (entry, handle, options) = self.fs.tmpfile(&req.ctx, req.nodeid(), args)?;
         self.note_open(entry.inode, handle, arg.flags);
-        let mut entry = entry_out(&entry, self.options.blksize);
-        entry.attr.nlink = 0;
+        let entry = entry_out(&entry, self.options.blksize);
         let open = OpenOut {
             fh: handle.unwrap_or(0),
             open_flags: options.bits(),
@@ -257,8 +238,8 @@ where
         req.ok(&[out.as_slice()])
     }
 
-    /// Copies at most `max_write` bytes per request through a bounce buffer (a short count is
-    /// what copy_file_range(2) allows; the guest loops).
+    /// Copies at most `max_write` bytes per request (a short count is what
+    /// copy_file_range(2) allows; the guest loops).
     pub(super) fn copy_file_range(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<CopyFileRangeIn>()?;
         req.expect_end()?;
@@ -268,36 +249,18 @@ where
         check_offset(arg.off_in)?;
         check_offset(arg.off_out)?;
         let len = arg.len.min(u64::from(self.options.max_write)) as u32;
-        let mut bounce = BounceBuffer::with_capacity(len as usize);
-        self.fs.read(
+        let written = self.fs.copy_file_range(
             &req.ctx,
             req.nodeid(),
             arg.fh_in,
-            &mut bounce,
-            len,
             arg.off_in,
-            None,
-            0,
+            arg.nodeid_out,
+            arg.fh_out,
+            arg.off_out,
+            len,
         )?;
-        let filled = bounce.filled() as u32;
-        let written = if filled == 0 {
-            0
-        } else {
-            self.fs.write(
-                &req.ctx,
-                arg.nodeid_out,
-                arg.fh_out,
-                &mut bounce,
-                filled,
-                arg.off_out,
-                None,
-                false,
-                0,
-                0,
-            )?
-        };
         let out = WriteOut {
-            size: written as u32,
+            size: written,
             padding: 0,
         };
         req.ok(&[out.as_slice()])
@@ -341,23 +304,49 @@ where
         req.ok(&[])
     }
 
+    /// IOCTL: decoded and checked here, allowed or refused by the share's policy (which owns
+    /// the allowlist: see `SharePolicy::ioctl`).
     pub(super) fn ioctl(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let arg = req.read::<IoctlIn>()?;
-        if !IOCTL_ALLOWLIST.contains(&arg.cmd) {
-            return Err(err(libc::ENOTTY));
+        if arg.flags & IOCTL_UNRESTRICTED != 0 || arg.in_size as usize != req.r.available_bytes() {
+            return Err(err(libc::EINVAL));
         }
-        Err(err(libc::ENOTTY))
+        if arg.out_size > self.options.max_write {
+            return Err(err(libc::EINVAL));
+        }
+        let mut input = vec![0u8; arg.in_size as usize];
+        req.r.read_exact(&mut input)?;
+        let data = IoctlData {
+            result: 0,
+            data: Some(&input),
+        };
+        let reply = self.fs.ioctl(
+            &req.ctx,
+            req.nodeid(),
+            arg.fh,
+            arg.flags,
+            arg.cmd,
+            data,
+            arg.out_size,
+        )?;
+        let out_data = reply.data.unwrap_or(&[]);
+        if out_data.len() > arg.out_size as usize {
+            return Err(err(libc::EIO));
+        }
+        let out = IoctlOut {
+            result: reply.result,
+            flags: 0,
+            in_iovs: 0,
+            out_iovs: 0,
+        };
+        req.ok(&[out.as_slice(), out_data])
     }
 
     /// SYNCFS reaches the host as syncfs(2) on the share's root.
     pub(super) fn syncfs(&self, req: &mut Request<'_>) -> io::Result<usize> {
         let _ = req.read::<SyncfsIn>()?;
         req.expect_end()?;
-        let root = self.share_root.as_ref().ok_or_else(|| err(libc::ENOSYS))?;
-        // SAFETY: syncfs only reads the fd, which `root` keeps open for the call.
-        if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        self.fs.syncfs()?;
         req.ok(&[])
     }
 }

@@ -1,6 +1,6 @@
-//! A host-memory buffer that plays the transport for requests the server answers with two
-//! filesystem calls, such as COPY_FILE_RANGE (PassthroughFs offers no call that copies between
-//! two of its handles, so the server reads into this buffer and writes out of it).
+//! A host-memory buffer that plays the transport for requests answered with two filesystem
+//! calls, such as COPY_FILE_RANGE (PassthroughFs offers no call that copies between two of its
+//! handles, so the adapter reads into this buffer and writes out of it).
 
 use std::io;
 
