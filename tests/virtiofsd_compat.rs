@@ -178,10 +178,8 @@ fn libvirt_separate_options_argv_serves_a_share() {
         rlim_max: 0,
     };
     // SAFETY: getrlimit fills the live struct it is given.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
-        0
-    );
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+    assert_eq!(rc, 0);
     let mut d = Daemon::start_with_fd("share", |fd, share| {
         let mut v = os(&[&format!("--fd={fd}"), "--shared-dir"]);
         v.push(share.into());
