@@ -1,4 +1,4 @@
-//! Attack catalogue, transport (issue 6): descriptor chains that loop back to their head
+//! Attack catalogue, transport: descriptor chains that loop back to their head
 //! (directly, through every slot, among the writable descriptors, inside an indirect table),
 //! chains whose addresses overflow or lie outside guest memory, vring settings changed after
 //! the ring started (SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_BASE, the CVE-2026-5747 class),

@@ -1,4 +1,4 @@
-//! The attack catalogue's shared harness (issue 6). Every case proves three things:
+//! The attack catalogue's shared harness. Every case proves three things:
 //!
 //! 1. the guest gets the right errno (or no reply / a dropped connection where the protocol
 //!    demands it) — checked by the case itself with [`assert_errno_reply`] or [`errno_of`];
