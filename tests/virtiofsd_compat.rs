@@ -15,6 +15,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/skip.rs"]
+mod skip;
+
 use guest_driver::abi::InHeader;
 use guest_driver::{Descriptor, Device, RawDesc, Session};
 use vm_memory::ByteValued;
@@ -307,7 +310,7 @@ fn systemd_unit_verifies() {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !have {
-        eprintln!("SKIP systemd_unit_verifies: systemd-analyze is not installed");
+        skip::skip("systemd-analyze verify", "systemd-analyze is not installed");
         return;
     }
     let unit = std::fs::read_to_string(concat!(

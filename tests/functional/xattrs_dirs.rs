@@ -350,7 +350,7 @@ pub(crate) fn access(kind: Kind) {
         .unwrap();
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP the rest: the root/other-user checks need root");
+        crate::common::skip::skip("the access checks as another user", "not root");
         return;
     }
     assert_errno(
