@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz smoke test (issue 6): builds every fuzz target and runs each for a bounded time.
+# Fuzz smoke test (run by .ci/run): builds every fuzz target and runs each for a bounded time.
 #
 #   fuzz/smoke.sh                       # 60 s per target, no sanitizer (stable toolchain)
 #   FUZZ_SECONDS=10 fuzz/smoke.sh       # shorter

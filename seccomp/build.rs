@@ -42,7 +42,8 @@ const ALLOWLIST: &str = "worker";
 /// Mismatch actions the allowlist is compiled with, one program each: (mode, JSON action).
 const MODES: &[(&str, &str)] = &[("kill", "kill_process"), ("trap", "trap"), ("log", "log")];
 
-/// Calls the worker must never be able to make, whatever a policy edit says (issue 4).
+/// Calls the worker must never be able to make, whatever a policy edit says: each would let a
+/// taken-over worker leave its jail or reach the kernel's most exposed interfaces.
 #[rustfmt::skip]
 const NEVER_ALLOWED: &[&str] = &[
     "execve", "execveat", "ptrace", "mount", "umount2", "pivot_root", "setns", "unshare", "bpf",

@@ -1,4 +1,4 @@
-//! Attack catalogue, exhaustion (issue 6): a guest that opens files until the worker's fd
+//! Attack catalogue, exhaustion: a guest that opens files until the worker's fd
 //! budget (`--rlimit-nofile`) is spent gets EMFILE and the worker keeps serving once it lets
 //! go; READDIRPLUS through a 100,000-entry directory in small replies is answered in bounded
 //! memory (the worker's peak RSS, VmHWM, barely moves).

@@ -1,4 +1,4 @@
-//! Attack catalogue, framing (issue 6), with the sentinel check on every case.
+//! Attack catalogue, framing, with the sentinel check on every case.
 //!
 //! Already covered by `tests/malformed.rs`, by name: `len` smaller than the header
 //! (`truncated_header`), larger or smaller than the chain (`header_len_disagrees_with_the_chain`),

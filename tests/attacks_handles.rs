@@ -1,4 +1,4 @@
-//! Attack catalogue, handles (issue 6): FORGET with an nlookup larger than the count, double
+//! Attack catalogue, handles: FORGET with an nlookup larger than the count, double
 //! FORGET, and forged nodeids and file handles (0, never issued, `u64::MAX`, another file's,
 //! one already released) for every opcode that takes one. Each gets EBADF (or, for FORGET,
 //! silence), never a crash, and the worker keeps serving with the sentinel untouched.

@@ -1,4 +1,4 @@
-//! Attack catalogue, names (issue 6): `..` on the root and long `..` chains, `/` inside a name
+//! Attack catalogue, names: `..` on the root and long `..` chains, `/` inside a name
 //! for every opcode that takes one (both names of RENAME and RENAME2), 256-byte names, and
 //! symlinks pointing out of the share (`/etc/shadow`, `../../..`, the sentinel beside the share)
 //! that the guest then tries to OPEN, LOOKUP through, truncate, chmod, touch and link.

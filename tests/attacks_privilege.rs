@@ -1,4 +1,4 @@
-//! Attack catalogue, file types, privilege and xattrs (issue 6).
+//! Attack catalogue, file types, privilege and xattrs.
 //!
 //! - Device nodes: MKNOD of a character or block device gives EPERM (CVE-2020-35517), and a
 //!   device node planted by the host is never opened for the guest (EBADF).

@@ -1,4 +1,4 @@
-//! Attack catalogue, sandbox (issue 6): a worker that makes a system call outside its seccomp
+//! Attack catalogue, sandbox: a worker that makes a system call outside its seccomp
 //! filter is killed, and the broker restarts it, filtered again, never unfiltered.
 //!
 //! No guest request is known to reach a system call outside the filter: IOCTL is refused by the

@@ -2,6 +2,8 @@
 //! signals, a real guest (guest-driver) to prove a worker serves.
 
 mod broker_support;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
@@ -298,7 +300,10 @@ fn an_unprivileged_broker_maps_its_own_uid() {
     const NOBODY: u32 = 65534;
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: needs root to become uid {NOBODY}");
+        skip::skip(
+            "the unprivileged broker",
+            "needs root to hand the share to uid 65534",
+        );
         return;
     }
     let dir = Dir::new();

@@ -4,9 +4,10 @@
 //!
 //! Each test body is a function of the backend kind. `per_backend!` runs it against fsjail
 //! (`fsjail::<name>`) and, when `FSJAIL_PEER` names a virtiofsd binary, against that reference
-//! peer (`peer::<name>`); without `FSJAIL_PEER` the peer half prints a SKIP line. Where the two
-//! differ by design (fsjail refuses device nodes, emulates TMPFILE, omits "." and ".."), the body
-//! says so and asserts each side's documented behaviour.
+//! peer (`peer::<name>`); without `FSJAIL_PEER` the peer half is a counted skip (or a failure
+//! under `FSJAIL_REQUIRE_PEER=1`, see `tests/common/skip.rs`). Where the two differ by design
+//! (fsjail refuses device nodes, emulates TMPFILE, omits "." and ".."), the body says so and
+//! asserts each side's documented behaviour.
 
 #[macro_use]
 mod common;

@@ -62,6 +62,7 @@ impl Jailed {
             events: libc::POLLIN,
             revents: 0,
         };
+        // SAFETY: one pollfd, a live local; the pidfd is owned by `self.worker`.
         let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
         assert_eq!(
             n,
@@ -70,7 +71,9 @@ impl Jailed {
             self.pid(),
             self.log()
         );
+        // SAFETY: siginfo_t is plain data; all-zero is a valid value for waitid to fill.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes only `info`, a live local; the pidfd is owned by `self.worker`.
         let rc = unsafe {
             libc::waitid(
                 libc::P_PIDFD,
@@ -80,11 +83,14 @@ impl Jailed {
             )
         };
         assert_eq!(rc, 0, "waitid: {}", std::io::Error::last_os_error());
+        // SAFETY: waitid succeeded with WEXITED, so `info` describes a child's exit and
+        // si_status is the field it set.
         let status = unsafe { info.si_status() };
         (info.si_code == libc::CLD_EXITED, status)
     }
 
     fn signal(&self, sig: i32) {
+        // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo (a null pointer).
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
@@ -100,6 +106,8 @@ impl Jailed {
 
 impl Drop for Jailed {
     fn drop(&mut self) {
+        // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo (a null pointer); the
+        // pidfd stays valid even if the worker is already gone.
         unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
@@ -178,6 +186,7 @@ fn start(configure: impl FnOnce(&mut ShareConfig)) -> Jailed {
         events: libc::POLLIN,
         revents: 0,
     };
+    // SAFETY: one pollfd, a live local; the control socket is owned by `jailed.worker`.
     let n = unsafe { libc::poll(&mut pfd, 1, 20_000) };
     assert_eq!(n, 1, "worker not ready in 20 s; log:\n{}", jailed.log());
     if let Err(e) = handover::recv_ready(jailed.worker.control.as_fd()) {
@@ -539,10 +548,13 @@ fn worker_dies_with_the_thread_that_spawned_it() {
         events: libc::POLLIN,
         revents: 0,
     };
+    // SAFETY: one pollfd, a live local; `pidfd` is our own clone of the worker's pidfd.
     let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
     assert_eq!(n, 1, "worker {pid} survived its broker thread");
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value for waitid to fill.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    unsafe {
+    // SAFETY: waitid writes only `info`, a live local; `pidfd` is ours.
+    let rc = unsafe {
         libc::waitid(
             libc::P_PIDFD,
             pidfd.as_raw_fd() as libc::id_t,
@@ -550,7 +562,9 @@ fn worker_dies_with_the_thread_that_spawned_it() {
             libc::WEXITED,
         )
     };
+    assert_eq!(rc, 0, "waitid: {}", std::io::Error::last_os_error());
     assert_eq!(info.si_code, libc::CLD_KILLED);
+    // SAFETY: waitid succeeded and reported a killed child: si_status holds the signal.
     assert_eq!(unsafe { info.si_status() }, libc::SIGKILL);
 }
 
@@ -558,6 +572,8 @@ fn worker_dies_with_the_thread_that_spawned_it() {
 fn xattrs_work_in_the_namespace_jail() {
     let j = start(|c| c.xattr = true);
     let path = std::ffi::CString::new(j.share.join("hello.txt").to_str().unwrap()).unwrap();
+    // SAFETY: every pointer is to a NUL-terminated string or a 3-byte value that outlives the
+    // call; setxattr only reads them.
     let rc = unsafe {
         libc::setxattr(
             path.as_ptr(),
@@ -690,6 +706,7 @@ fn unprivileged_inner() {
         return;
     };
     let dir = PathBuf::from(dir);
+    // SAFETY: geteuid takes no arguments and cannot fail.
     assert_ne!(unsafe { libc::geteuid() }, 0, "must run unprivileged");
     let socket = dir.join("vfs.sock");
     let listener: OwnedFd = UnixListener::bind(&socket).unwrap().into();
@@ -704,6 +721,7 @@ fn unprivileged_inner() {
         events: libc::POLLIN,
         revents: 0,
     };
+    // SAFETY: one pollfd, a live local; the control socket is owned by `worker`.
     assert_eq!(unsafe { libc::poll(&mut pfd, 1, 20_000) }, 1);
     if let Err(e) = handover::recv_ready(worker.control.as_fd()) {
         let mut log = String::new();

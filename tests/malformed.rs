@@ -25,10 +25,11 @@ fn header(len: usize, opcode: u32, unique: u64, nodeid: u64) -> InHeader {
         opcode,
         unique,
         nodeid,
-        // SAFETY: getuid/getgid/getpid cannot fail.
+        // SAFETY: getuid takes no arguments and cannot fail.
         uid: unsafe { libc::getuid() },
+        // SAFETY: getgid takes no arguments and cannot fail.
         gid: unsafe { libc::getgid() },
-        pid: unsafe { libc::getpid() } as u32,
+        pid: std::process::id(),
         total_extlen: 0,
         padding: 0,
     }

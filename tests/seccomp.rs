@@ -364,7 +364,7 @@ fn result(rc: libc::c_long) -> String {
 /// One call per case. Each is harmless when it does go through (the `none` checks prove it
 /// completes): nothing is mounted, executed or changed outside this child.
 fn make_call(case: &str) -> String {
-    // SAFETY (for every call below): arguments are constants, null, or pointers to locals that
+    // SAFETY: for every call below, arguments are constants, null, or pointers to locals that
     // outlive the call; a call that succeeds creates nothing that outlives this child.
     unsafe {
         match case {

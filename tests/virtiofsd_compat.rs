@@ -15,6 +15,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/skip.rs"]
+mod skip;
+
 use guest_driver::abi::InHeader;
 use guest_driver::{Descriptor, Device, RawDesc, Session};
 use vm_memory::ByteValued;
@@ -178,10 +181,8 @@ fn libvirt_separate_options_argv_serves_a_share() {
         rlim_max: 0,
     };
     // SAFETY: getrlimit fills the live struct it is given.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
-        0
-    );
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+    assert_eq!(rc, 0);
     let mut d = Daemon::start_with_fd("share", |fd, share| {
         let mut v = os(&[&format!("--fd={fd}"), "--shared-dir"]);
         v.push(share.into());
@@ -309,7 +310,7 @@ fn systemd_unit_verifies() {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !have {
-        eprintln!("SKIP systemd_unit_verifies: systemd-analyze is not installed");
+        skip::skip("systemd-analyze verify", "systemd-analyze is not installed");
         return;
     }
     let unit = std::fs::read_to_string(concat!(

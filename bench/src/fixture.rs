@@ -39,7 +39,7 @@ pub struct Scale {
 }
 
 impl Scale {
-    /// The default run: the sizes; about a minute on 2 quiet cores, under 3 busy.
+    /// The default run: the sizes docs/performance.md reports; about a minute on 2 quiet cores, under 3 busy.
     pub fn full() -> Self {
         Scale {
             name: "default",

@@ -81,7 +81,7 @@ pub enum Goal {
     Figure(&'static str, f64),
 }
 
-/// A target as the issue states it, and its conditions.
+/// A performance target in words, and the conditions that decide whether it is met.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
     pub text: String,
@@ -93,7 +93,7 @@ pub struct Target {
 pub struct FigureSpec {
     /// Short id, used in the JSON and with `--only`.
     pub id: &'static str,
-    /// The item number in the issue's list.
+    /// The number in the report's `#` column; the figures of one workload share it.
     pub item: u8,
     pub title: String,
     pub unit: Unit,

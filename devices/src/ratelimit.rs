@@ -177,12 +177,63 @@ mod tests {
         assert_eq!(limit.check_at(t0 - Duration::from_secs(1)), Verdict::Drop);
     }
 
-    #[test]
-    fn macros_compile_and_respect_disabled_levels() {
-        // No logger is installed: log_enabled! is false and nothing is formatted.
-        for _ in 0..100 {
-            crate::guest_warn!("bad chain {}", 1);
-            crate::guest_debug!("refused {}", 2);
+    /// Keeps the lines this module's macro test logs (other tests in the process may log too).
+    struct Recorder(Mutex<Vec<(log::Level, String)>>);
+
+    impl log::Log for Recorder {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
         }
+        fn log(&self, record: &log::Record<'_>) {
+            let line = record.args().to_string();
+            if line.contains("ratelimit-test") {
+                self.0.lock().unwrap().push((record.level(), line));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static RECORDER: Recorder = Recorder(Mutex::new(Vec::new()));
+
+    /// Counts how often it is formatted.
+    struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+    impl std::fmt::Display for Counted<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f.write_str("counted")
+        }
+    }
+
+    #[test]
+    fn macros_limit_each_call_site_and_skip_disabled_levels() {
+        // The only logger any test in this crate installs.
+        log::set_logger(&RECORDER).expect("no other logger in the devices tests");
+        log::set_max_level(log::LevelFilter::Warn);
+        let formatted = std::sync::atomic::AtomicUsize::new(0);
+        for i in 0..100 {
+            crate::guest_warn!("ratelimit-test bad chain {i}");
+            crate::guest_debug!("ratelimit-test refused {}", Counted(&formatted));
+        }
+        // Two sites, each with its own budget: the other one is not held back by the flood.
+        crate::guest_warn!("ratelimit-test another site");
+        let lines = std::mem::take(&mut *RECORDER.0.lock().unwrap());
+        let bad_chain: Vec<&String> = lines
+            .iter()
+            .filter(|(_, l)| l.contains("bad chain"))
+            .map(|(_, l)| l)
+            .collect();
+        // Within one window: the first BURST lines of the flood, in order, and nothing else.
+        let want: Vec<String> = (0..BURST)
+            .map(|i| format!("ratelimit-test bad chain {i}"))
+            .collect();
+        assert_eq!(bad_chain, want.iter().collect::<Vec<_>>());
+        assert!(lines.iter().all(|(level, _)| *level == log::Level::Warn));
+        assert!(lines
+            .iter()
+            .any(|(_, l)| l == "ratelimit-test another site"));
+        assert_eq!(lines.len(), BURST as usize + 1, "{lines:?}");
+        // Debug is disabled: no line, and its arguments were never formatted.
+        assert_eq!(formatted.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 }

@@ -1,12 +1,12 @@
 //! One message with file descriptors over a `SOCK_SEQPACKET` socket (`SCM_RIGHTS`).
 //!
-//! The broker hands each worker its listening socket this way, and later issues may pass more
-//! (a DAX memfd, a log pipe). Both ends are ours, but the receiving end is the jailed worker and
-//! the sending end is the broker that trusts nothing the worker says, so both directions check
-//! everything: a message that does not fit the buffer (`MSG_TRUNC`), descriptors that did not fit
-//! the control buffer (`MSG_CTRUNC`), a control message that is not `SCM_RIGHTS`, or a number of
-//! descriptors other than the one expected is an error, and any descriptor that did arrive is
-//! closed rather than leaked.
+//! The broker hands each worker its listening socket this way; a message carries up to `MAX_FDS`
+//! descriptors, so it can pass more (a DAX memfd, a log pipe). Both ends are ours, but the
+//! receiving end is the jailed worker and the sending end is the broker that trusts nothing the
+//! worker says, so both directions check everything: a message that does not fit the buffer
+//! (`MSG_TRUNC`), descriptors that did not fit the control buffer (`MSG_CTRUNC`), a control message
+//! that is not `SCM_RIGHTS`, or a number of descriptors other than the one expected is an error,
+//! and any descriptor that did arrive is closed rather than leaked.
 //!
 //! Received descriptors are close-on-exec from the moment they exist (`MSG_CMSG_CLOEXEC`), so a
 //! concurrent `exec` elsewhere in the process can never inherit one.

@@ -1,5 +1,5 @@
-//! Unit tests on the embedded policy: what `describe` says must match what the issue asks of
-//! the filters. The denial tests, which install the real programs, are in tests/seccomp.rs.
+//! Unit tests on the embedded policy: what `describe` says must match what the filters promise
+//! (README.md's seccomp section and `NEVER_ALLOWED` in build.rs). The denial tests, which install the real programs, are in tests/seccomp.rs.
 
 use super::*;
 

@@ -1,4 +1,4 @@
-//! The attack catalogue's shared harness (issue 6). Every case proves three things:
+//! The attack catalogue's shared harness. Every case proves three things:
 //!
 //! 1. the guest gets the right errno (or no reply / a dropped connection where the protocol
 //!    demands it) — checked by the case itself with [`assert_errno_reply`] or [`errno_of`];
@@ -341,10 +341,11 @@ pub fn header(len: usize, opcode: u32, unique: u64, nodeid: u64) -> InHeader {
         opcode,
         unique,
         nodeid,
-        // SAFETY: getuid/getgid/getpid cannot fail.
+        // SAFETY: getuid takes no arguments and cannot fail.
         uid: unsafe { libc::getuid() },
+        // SAFETY: getgid takes no arguments and cannot fail.
         gid: unsafe { libc::getgid() },
-        pid: unsafe { libc::getpid() } as u32,
+        pid: std::process::id(),
         total_extlen: 0,
         padding: 0,
     }

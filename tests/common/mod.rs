@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod skip;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +21,8 @@ use std::time::{Duration, Instant};
 use guest_driver::{Device, Options, RawReply, Session};
 
 /// Defines, for each named `fn(Kind)` in the crate root, `fsjail::<name>` (always run) and
-/// `peer::<name>` (run when `FSJAIL_PEER` is set, else it prints a SKIP line and passes).
+/// `peer::<name>` (run when `FSJAIL_PEER` is set; else the skip is counted, or fails the test
+/// under `FSJAIL_REQUIRE_PEER=1`: see [`skip`]).
 /// Use with `#[macro_use] mod common;`.
 #[allow(unused_macros)]
 macro_rules! per_backend {
@@ -37,7 +40,7 @@ macro_rules! per_backend {
                 #[test]
                 fn $name() {
                     if super::common::peer_binary().is_none() {
-                        super::common::skip_peer_note();
+                        super::common::skip::peer_missing();
                         return;
                     }
                     super::$name(super::common::Kind::Peer)
@@ -102,16 +105,9 @@ pub fn kinds() -> Vec<Kind> {
     if peer_binary().is_some() {
         v.push(Kind::Peer);
     } else {
-        skip_peer_note();
+        skip::peer_missing();
     }
     v
-}
-
-/// Prints the line that says the peer half of a test was skipped.
-pub fn skip_peer_note() {
-    eprintln!(
-        "SKIP peer: FSJAIL_PEER is not set (point it at a virtiofsd binary to run this against it)"
-    );
 }
 
 /// The fsjail binary: Cargo's path in the root package's tests, else built on demand next to
@@ -394,7 +390,7 @@ impl Drop for MountGuard {
     }
 }
 
-/// Mounts a tmpfs at `dir`; `None` (with a SKIP line) when not permitted here.
+/// Mounts a tmpfs at `dir`; `None` when not permitted here (the caller says what it skips).
 pub fn mount_tmpfs(dir: &Path) -> Option<MountGuard> {
     let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("no NUL");
     // SAFETY: valid NUL-terminated strings; no data argument.
@@ -409,7 +405,7 @@ pub fn mount_tmpfs(dir: &Path) -> Option<MountGuard> {
     };
     if r != 0 {
         eprintln!(
-            "SKIP: cannot mount a tmpfs at {}: {}",
+            "cannot mount a tmpfs at {}: {}",
             dir.display(),
             std::io::Error::last_os_error()
         );

@@ -322,21 +322,17 @@ pub(crate) fn locks_answer_enosys(kind: Kind) {
     fl.l_whence = libc::SEEK_SET as i16;
     fl.l_len = 0;
     use std::os::fd::AsRawFd;
-    // SAFETY: F_OFD_GETLK only writes `fl`.
-    assert_eq!(
-        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) },
-        0
-    );
+    // SAFETY: F_OFD_GETLK only writes `fl`, a live local.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+    assert_eq!(rc, 0);
     assert_eq!(
         fl.l_type,
         libc::F_UNLCK as i16,
         "a lock is held on the host"
     );
-    // SAFETY: flock(2) on our own fd.
-    assert_eq!(
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
-        0
-    );
+    // SAFETY: flock(2) takes two integers; the fd is our own open file.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(rc, 0);
     s.release(node, fh, 0, 0, 0).unwrap();
 }
 
@@ -354,7 +350,7 @@ pub(crate) fn access(kind: Kind) {
         .unwrap();
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP the rest: the root/other-user checks need root");
+        crate::common::skip::skip("the access checks as another user", "not root");
         return;
     }
     assert_errno(

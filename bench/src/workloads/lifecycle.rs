@@ -102,7 +102,7 @@ pub fn start_jailed(ctx: &Ctx) -> Plan<'_> {
 /// When a starting worker counts as started.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ready {
-    /// Its socket accepts a connection (the definition).
+    /// Its socket accepts a connection (what a frontend waits for before it connects).
     Connectable,
     /// The guest driver connected and INIT was answered.
     Init,

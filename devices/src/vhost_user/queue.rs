@@ -159,7 +159,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    //! Regression tests for rings a hostile guest broke (issue 6): the queue thread must keep
+    //! Regression tests for rings a hostile guest broke (found by the attack catalogue and the
+    //! fuzzers, docs/security-testing.md): the queue thread must keep
     //! serving, not end with an error (vhost-user-backend ends a queue thread on its first
     //! error) nor spin.
 

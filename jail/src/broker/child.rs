@@ -24,8 +24,7 @@ pub struct Child {
     stderr: Option<LinePipe>,
     control: OwnedFd,
     /// READY arrived, or the control socket failed: it is no longer polled. The socket stays
-    /// open for the worker's life (later issues may talk on it; its EOF is the worker's cue
-    /// that the broker is gone).
+    /// open for the worker's life (its EOF is the worker's cue that the broker is gone).
     control_done: bool,
     /// The worker reported READY: it may be serving a frontend.
     ready: bool,

@@ -84,10 +84,13 @@ impl ChildPlan {
         let mut err_fd = self.stderr_w;
 
         // 1. Our copy of the write end must go, or a dead broker would never give us EOF.
-        libc::close(self.sync_w);
+        // SAFETY: closing a descriptor number the parent kept open for us; nothing else in
+        // this single-threaded child uses it.
+        unsafe { libc::close(self.sync_w) };
         let mut byte = 0u8;
         loop {
-            let n = libc::read(self.sync_r, (&mut byte as *mut u8).cast(), 1);
+            // SAFETY: reads at most one byte into `byte`, a live local.
+            let n = unsafe { libc::read(self.sync_r, (&mut byte as *mut u8).cast(), 1) };
             if n == 1 {
                 break;
             }
@@ -104,27 +107,33 @@ impl ChildPlan {
         // 2. Root in the new user namespace. Raw syscalls: glibc's wrappers would try to
         // signal the broker's other threads, which do not exist here.
         if self.become_root {
-            if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 {
+            // SAFETY: setresgid takes three integers and touches no memory of ours.
+            if unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) } != 0 {
                 fail(err_fd, b"setresgid(0) in the user namespace", errno());
             }
-            if libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
+            // SAFETY: setresuid takes three integers and touches no memory of ours.
+            if unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } != 0 {
                 fail(err_fd, b"setresuid(0) in the user namespace", errno());
             }
         }
 
         // 3. Our own session.
-        if libc::setsid() < 0 {
+        // SAFETY: setsid takes no arguments.
+        if unsafe { libc::setsid() } < 0 {
             fail(err_fd, b"setsid", errno());
         }
 
         // 4. Die with the broker. Armed after the uid change, which clears it.
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
+        // SAFETY: PR_SET_PDEATHSIG takes a signal number; the unused arguments are zero.
+        if unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        } != 0
         {
             fail(err_fd, b"prctl(PR_SET_PDEATHSIG)", errno());
         }
@@ -133,7 +142,8 @@ impl ChildPlan {
             events: 0,
             revents: 0,
         };
-        if libc::poll(&mut pfd, 1, 0) < 0 {
+        // SAFETY: one pollfd, a live local; a zero timeout never blocks.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } < 0 {
             fail(err_fd, b"poll on the control socket", errno());
         }
         if pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
@@ -143,45 +153,61 @@ impl ChildPlan {
         // 5. Signal state survives exec where it is SIG_IGN or blocked: start from defaults.
         // Errors are expected (SIGKILL, SIGSTOP, glibc's internal signals) and harmless.
         for sig in 1..=64 {
-            libc::sigaction(sig, &self.default_action, std::ptr::null_mut());
+            // SAFETY: `default_action` is a valid SIG_DFL sigaction built by the parent and
+            // alive in `self`; the old action is not asked for.
+            unsafe { libc::sigaction(sig, &self.default_action, std::ptr::null_mut()) };
         }
-        if libc::sigprocmask(libc::SIG_SETMASK, &self.empty_mask, std::ptr::null_mut()) != 0 {
+        // SAFETY: `empty_mask` was initialised by sigemptyset and lives in `self`.
+        if unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.empty_mask, std::ptr::null_mut()) }
+            != 0
+        {
             fail(err_fd, b"sigprocmask", errno());
         }
 
         // 6. Descriptors. Copies above 3 first, so that no dup2 below clobbers a source that
         // happens to sit on 0..=3; then everything from 4 up is close-on-exec.
-        let copy = |fd: RawFd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 4);
+        // SAFETY: F_DUPFD_CLOEXEC takes an integer and touches no memory; a bad fd is an error.
+        let copy = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 4) };
         let (null, err, ctl) = (copy(self.devnull), copy(self.stderr_w), copy(self.control));
         if null < 0 || err < 0 || ctl < 0 {
             fail(err_fd, b"fcntl(F_DUPFD_CLOEXEC)", errno());
         }
         err_fd = err;
         for (from, to) in [(null, 0), (err, 1), (err, 2), (ctl, WORKER_CONTROL_FD)] {
-            if libc::dup2(from, to) < 0 {
+            // SAFETY: dup2 takes two integers; replacing 0..=3 is the point of this step.
+            if unsafe { libc::dup2(from, to) } < 0 {
                 fail(err_fd, b"dup2", errno());
             }
         }
-        if libc::syscall(
-            libc::SYS_close_range,
-            4u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        ) != 0
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only marks descriptors; it takes
+        // integers and touches no memory.
+        if unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                4u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        } != 0
         {
             fail(err_fd, b"close_range", errno());
         }
 
         // 7. The worker. execveat on the descriptor the broker opened: the binary the broker
         // checked, even if the path was replaced since (an upgrade in place).
-        libc::syscall(
-            libc::SYS_execveat,
-            self.exe,
-            c"".as_ptr(),
-            self.argv.as_ptr(),
-            self.envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
+        // SAFETY: `argv` and `envp` are NULL-terminated arrays of pointers into strings owned
+        // by `self` (alive until the exec replaces this image); the path is an empty C string
+        // as AT_EMPTY_PATH wants.
+        unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                self.exe,
+                c"".as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
         fail(err_fd, b"execveat of the fsjail binary", errno());
     }
 }

@@ -1,4 +1,4 @@
-//! The jail, as numbered steps (the numbering is the and the README's).
+//! The jail, as numbered steps (README.md's "The jail" uses the same numbers).
 //!
 //! Steps 1 and 2 run in the broker, in [`crate::spawn`]: they create the worker. Steps 3 to 9
 //! run in the worker, after `exec`, in the order [`crate::enter::enter`] calls them (step 4
