@@ -6,6 +6,7 @@
 //! that the policy is enforced at the `FileSystem` trait whatever filesystem sits underneath.
 
 pub mod policy;
+pub mod special;
 mod xattr_path;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use fuse_backend_rs::passthrough::{self, PassthroughFs};
 
 pub use policy::SharePolicy;
+pub use special::{Emulation, Ownership, SpecialFiles};
 
 /// How long the guest may cache entries and attributes, and whether it may cache file data.
 ///
