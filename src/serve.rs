@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use devices::dax::{settings, SettingsError};
-use devices::fs::{self, ShareOptions, SharePolicy};
+use devices::fs::{self, Emulation, Ownership, ShareOptions, SharePolicy, SpecialFiles};
 use devices::fuse::server::{Server, ServerOptions};
 use devices::vhost_user::{self, FsBackend};
 use log::info;
@@ -111,6 +111,10 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     share.readonly = args.readonly;
     share.cache = args.cache;
     share.xattr = args.xattr;
+    share.special_files = args.special_files;
+    if let Some(ownership) = args.ownership {
+        share.ownership = ownership;
+    }
     share.sandbox = args.sandbox;
     share.seccomp = args.seccomp;
     share.num_request_queues = args.num_request_queues;
@@ -156,13 +160,22 @@ fn serve_unjailed(
     let mut share = ShareOptions::new(&root);
     share.readonly = args.readonly;
     share.cache = args.cache;
-    share.xattr = args.xattr;
+    // The emulation layer keeps its records in an xattr and gates the guest's own (see the
+    // jailed worker).
+    share.xattr = true;
     // Before the passthrough filesystem opens its first descriptors.
     let nofile = crate::serve_setup::apply_rlimit_nofile(args.rlimit_nofile)?;
     log::debug!("open-file limit {nofile}");
 
     let passthrough = fs::new_passthrough(&share)?;
-    let policy = SharePolicy::new(passthrough, args.readonly);
+    let policy = SharePolicy::new(passthrough, args.readonly)
+        .with_allow_devices(args.special_files == SpecialFiles::Host);
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    let ownership = args
+        .ownership
+        .unwrap_or_else(|| Ownership::default_for_euid(euid));
+    let policy = Emulation::new(policy, args.special_files, ownership, args.xattr);
     let share_root = fs::open_share_root(&root).map_err(|source| ServeError::SharedDir {
         path: root.clone(),
         source,

@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use argh::FromArgs;
-use devices::fs::{self, ShareOptions, SharePolicy};
+use devices::fs::{self, Emulation, ShareOptions, SharePolicy};
 use devices::fuse::server::{Server, ServerOptions};
 use devices::vhost_user::{self, FsBackend};
 use fuse_backend_rs::passthrough::PassthroughFs;
@@ -145,15 +145,17 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         fds::close_all_except(&keep).map_err(JailError::from)?;
 
         creds::drop_groups(handover.setgroups_denied).map_err(JailError::from)?;
-        creds::limit_caps(&creds::worker_caps(share.allow_devices)).map_err(JailError::from)?;
+        creds::limit_caps(&creds::worker_caps(share.allow_devices())).map_err(JailError::from)?;
 
         privs::apply(control.as_fd()).map_err(JailError::from)?;
     }
 
     let passthrough = Arc::new(prepared.passthrough);
     let mut policy = SharePolicy::new(passthrough.clone(), share.readonly)
-        .with_allow_devices(share.allow_devices);
-    if share.xattr && share.sandbox != SandboxMode::None {
+        .with_allow_devices(share.allow_devices());
+    // Always, not only with `xattr`: the emulation of special files keeps its records in an
+    // xattr; whether the guest may use xattrs is the emulation's to decide.
+    if share.sandbox != SandboxMode::None {
         // The share is our root now, so fuse-backend-rs's "/proc/self/fd/N" xattr paths do not
         // resolve; name the inode through its own proc fd instead (see with_xattr_paths).
         let resolver = passthrough.clone();
@@ -166,7 +168,8 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         max_write: share.max_write,
         ..ServerOptions::default()
     };
-    let server = Server::try_new(policy, options, Some(prepared.share_root)).map_err(|source| {
+    let fs = Emulation::new(policy, share.special_files, share.ownership, share.xattr);
+    let server = Server::try_new(fs, options, Some(prepared.share_root)).map_err(|source| {
         WorkerError::Settings {
             tag: share.tag.clone(),
             source,
@@ -268,7 +271,9 @@ fn share_options(share: &ShareConfig, root: &Path) -> ShareOptions {
     let mut opts = ShareOptions::new(root);
     opts.readonly = share.readonly;
     opts.cache = share.cache;
-    opts.xattr = share.xattr;
+    // The passthrough serves xattrs to the emulation layer, which keeps its records there and
+    // refuses them to the guest unless the share's `xattr` is set.
+    opts.xattr = true;
     opts
 }
 

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
-use devices::fs::CachePolicy;
+use devices::fs::{CachePolicy, Ownership, SpecialFiles};
 use toml::Spanned;
 
 pub(crate) use super::env::Env;
@@ -374,6 +374,37 @@ fn check_share(
         seccomp::Mode::Kill,
         &["kill", "trap", "log", "none"],
     );
+    // `allow_devices` is the old spelling of `special_files`; both at once would be ambiguous.
+    let special_files = match (&raw.allow_devices, &raw.special_files) {
+        (Some(old), Some(_)) => {
+            d.at(
+                old.span(),
+                &name,
+                "allow_devices: give only special_files (\"emulate\", \"host\" or \"refuse\"), \
+                 the key that replaced it"
+                    .to_owned(),
+            );
+            None
+        }
+        (Some(old), None) if *old.get_ref() => Some(SpecialFiles::Host),
+        (Some(_), None) => Some(SpecialFiles::Refuse),
+        (None, value) => choice(
+            d,
+            &name,
+            "special_files",
+            value,
+            SpecialFiles::default(),
+            &SpecialFiles::NAMES,
+        ),
+    };
+    let ownership = choice(
+        d,
+        &name,
+        "ownership",
+        &raw.ownership,
+        Ownership::default_for_euid(env.euid),
+        &Ownership::NAMES,
+    );
     let page = devices::dax::settings::host_page_size();
     let dax_window = match &raw.dax_window {
         None => Some(0),
@@ -433,7 +464,8 @@ fn check_share(
         rlimit_nofile: rlimit_nofile?,
         restart: restart?,
         sandbox: sandbox?,
-        allow_devices: flag(&raw.allow_devices, false),
+        special_files: special_files?,
+        ownership: ownership?,
         num_request_queues: num_request_queues?,
         seccomp: seccomp?,
         dax_window: dax_window?,
