@@ -153,9 +153,7 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     let passthrough = Arc::new(prepared.passthrough);
     let mut policy = SharePolicy::new(passthrough.clone(), share.readonly)
         .with_allow_devices(share.allow_devices());
-    // Always, not only with `xattr`: the emulation of special files keeps its records in an
-    // xattr; whether the guest may use xattrs is the emulation's to decide.
-    if share.sandbox != SandboxMode::None {
+    if share.xattr && share.sandbox != SandboxMode::None {
         // The share is our root now, so fuse-backend-rs's "/proc/self/fd/N" xattr paths do not
         // resolve; name the inode through its own proc fd instead (see with_xattr_paths).
         let resolver = passthrough.clone();
@@ -168,7 +166,12 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         max_write: share.max_write,
         ..ServerOptions::default()
     };
-    let fs = Emulation::new(policy, share.special_files, share.ownership, share.xattr);
+    let mut fs = Emulation::new(policy, share.special_files, share.ownership, share.xattr);
+    if share.sandbox != SandboxMode::None {
+        // As for the guest's xattrs above: the records are reached by path in the jail.
+        let resolver = passthrough.clone();
+        fs = fs.with_record_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
+    }
     let server = Server::try_new(fs, options, Some(prepared.share_root)).map_err(|source| {
         WorkerError::Settings {
             tag: share.tag.clone(),

@@ -19,6 +19,8 @@ mod entries;
 mod errors;
 #[path = "functional/helpers.rs"]
 mod helpers;
+#[path = "functional/special.rs"]
+mod special;
 #[path = "functional/xattrs_dirs.rs"]
 mod xattrs_dirs;
 

@@ -19,6 +19,7 @@
 //! needs an empty regular file, an owner/mode record a regular file or directory. Anything else
 //! is shown as the plain host file, with a rate-limited warning when the value is malformed.
 
+mod paths;
 pub mod record;
 mod wrapper;
 

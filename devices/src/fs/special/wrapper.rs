@@ -19,7 +19,10 @@ use fuse_backend_rs::api::filesystem::{
 };
 use fuse_backend_rs::transport::FsCacheReqHandler;
 
+use super::paths::Paths;
 use super::record::{self, Kind, Record};
+use crate::fs::policy::InodePathFn;
+use crate::fs::xattr_path;
 use super::{Ownership, SpecialFiles};
 
 /// Largest list of attribute names (Linux's XATTR_LIST_MAX).
@@ -40,6 +43,8 @@ pub struct Emulation<F> {
     /// The worker's own uid and gid: the only owner whose files may carry a record.
     owner_uid: u32,
     owner_gid: u32,
+    /// Set in a jailed worker: records are reached by path (see [`Emulation::with_record_paths`]).
+    paths: Option<Paths>,
     /// Serialises read-modify-write of records, so two concurrent SETATTRs on one file do not
     /// lose one of their changes.
     update: Mutex<()>,
@@ -63,8 +68,19 @@ impl<F> Emulation<F> {
             guest_xattr,
             owner_uid,
             owner_gid,
+            paths: None,
             update: Mutex::new(()),
         }
+    }
+
+    /// Reach records through paths from `resolve` rather than through the inner filesystem's
+    /// xattr calls: for a jailed worker, whose passthrough cannot name an inode by its
+    /// `/proc/self/fd` link (see `SharePolicy::with_xattr_paths` and [`super::paths`]).
+    /// Writes then go straight to the host; a read-only share is a read-only mount in the jail,
+    /// so the kernel refuses them there.
+    pub fn with_record_paths(mut self, resolve: InodePathFn) -> Self {
+        self.paths = Some(Paths::new(resolve));
+        self
     }
 
     pub fn inner(&self) -> &F {
@@ -126,6 +142,45 @@ fn as_worker(ctx: &Context, uid: u32, gid: u32) -> Context {
 }
 
 impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
+    /// The stored record of `inode` (host stat `st`), at most `record::MAX_LEN` bytes.
+    fn get_raw(&self, ctx: &Context, inode: u64, st: &stat64) -> io::Result<Vec<u8>> {
+        let size = record::MAX_LEN as u32;
+        let reply = match &self.paths {
+            Some(paths) => match xattr_path::get(&paths.path(inode, st)?, record::NAME, size)? {
+                xattr_path::Sized::Bytes(v) => GetxattrReply::Value(v),
+                xattr_path::Sized::Count(n) => GetxattrReply::Count(n),
+            },
+            None => self.inner.getxattr(ctx, inode, record::NAME, size)?,
+        };
+        match reply {
+            GetxattrReply::Value(v) => Ok(v),
+            GetxattrReply::Count(_) => Err(errno(libc::EIO)),
+        }
+    }
+
+    fn set_raw(&self, ctx: &Context, inode: u64, st: &stat64, value: &[u8]) -> io::Result<()> {
+        match &self.paths {
+            Some(paths) => xattr_path::set(&paths.path(inode, st)?, record::NAME, value, 0),
+            None => self.inner.setxattr(ctx, inode, record::NAME, value, 0),
+        }
+    }
+
+    fn remove_raw(&self, ctx: &Context, inode: u64, st: &stat64) -> io::Result<()> {
+        match &self.paths {
+            Some(paths) => xattr_path::remove(&paths.path(inode, st)?, record::NAME),
+            None => self.inner.removexattr(ctx, inode, record::NAME),
+        }
+    }
+
+    /// Remembers how the guest reached an inode that may carry a record (see [`super::paths`]).
+    fn note(&self, entry: &Entry, parent: u64, name: &[u8]) {
+        if let Some(paths) = &self.paths {
+            if self.may_carry(&entry.attr) {
+                paths.note(entry.inode, parent, name);
+            }
+        }
+    }
+
     /// Whether a host file may carry a record we honour: see the module docs of [`super`].
     /// Also what keeps the common case cheap: most files fail this on their stat alone and
     /// cost no getxattr.
@@ -145,16 +200,14 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         if !self.may_carry(st) {
             return None;
         }
-        let value = match self
-            .inner
-            .getxattr(ctx, inode, record::NAME, record::MAX_LEN as u32)
-        {
-            Ok(GetxattrReply::Value(v)) => v,
-            Ok(GetxattrReply::Count(_)) => return None,
+        let value = match self.get_raw(ctx, inode, st) {
+            Ok(v) => v,
             Err(e) => {
                 match e.raw_os_error() {
-                    // No record, or a filesystem without user xattrs: a plain file.
-                    Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => {}
+                    // No record, or a filesystem without user xattrs: a plain file. ENOENT:
+                    // the inode has no name we can reach it by (see `paths`).
+                    Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+                    | Some(libc::ENOENT) => {}
                     Some(libc::ERANGE) => crate::guest_warn!(
                         "host inode {}: {} is longer than {} bytes; shown as the plain host file",
                         st.st_ino,
@@ -213,12 +266,11 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         entry
     }
 
-    fn write_record(&self, ctx: &Context, inode: u64, r: &Record) -> io::Result<()> {
+    fn write_record(&self, ctx: &Context, inode: u64, st: &stat64, r: &Record) -> io::Result<()> {
         if !r.valid() {
             return Err(errno(libc::EINVAL));
         }
-        self.inner
-            .setxattr(ctx, inode, record::NAME, &r.to_bytes(), 0)
+        self.set_raw(ctx, inode, st, &r.to_bytes())
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => {
                     crate::guest_warn!(
@@ -256,6 +308,9 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
             major,
             minor,
         };
+        if let Some(paths) = &self.paths {
+            paths.note(entry.inode, parent, name.to_bytes());
+        }
         let worker = as_worker(ctx, self.owner_uid, self.owner_gid);
         let made = (|| {
             if entry.attr.st_uid != self.owner_uid {
@@ -264,7 +319,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
                 self.inner
                     .setattr(&worker, entry.inode, st, None, SetattrValid::UID)?;
             }
-            self.write_record(ctx, entry.inode, &r)
+            self.write_record(ctx, entry.inode, &entry.attr, &r)
         })();
         if let Err(e) = made {
             // Leave nothing behind: the guest was told the mknod failed.
@@ -329,7 +384,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         };
         let host_perm = r.perm & 0o755;
         let worker = as_worker(ctx, self.owner_uid, self.owner_gid);
-        let done = self.write_record(ctx, entry.inode, &r).and_then(|()| {
+        let done = self.write_record(ctx, entry.inode, st, &r).and_then(|()| {
             if host_perm == st.st_mode & 0o7777 {
                 return Ok(());
             }
@@ -398,11 +453,11 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         let mut host_attr = attr;
         if want.kind.is_device() {
             // The host file stays an empty 0600 file of the worker's.
-            self.write_record(ctx, inode, &want)?;
+            self.write_record(ctx, inode, &host, &want)?;
         } else if (want.uid, want.gid) != (host.st_uid, host.st_gid) {
             // An owner the host file does not hold: record it; the host file keeps no bit
             // that would let anyone but the worker's user write it (or its record).
-            self.write_record(ctx, inode, &want)?;
+            self.write_record(ctx, inode, &host, &want)?;
             let host_perm = want.perm & 0o755;
             if host_perm != host.st_mode & 0o7777 {
                 host_attr.st_mode = host_perm;
@@ -411,7 +466,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         } else {
             // The host can hold it all: no record needed any more.
             if current.is_some() {
-                match self.inner.removexattr(ctx, inode, record::NAME) {
+                match self.remove_raw(ctx, inode, &host) {
                     Err(e) if e.raw_os_error() != Some(libc::ENODATA) => return Err(e),
                     _ => {}
                 }
@@ -466,6 +521,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
 
     fn lookup(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
         let entry = self.inner.lookup(ctx, parent, name)?;
+        self.note(&entry, parent, name.to_bytes());
         Ok(self.show_entry(ctx, entry))
     }
 
@@ -529,6 +585,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
         }
         let (mut entry, uid, gid) =
             self.create_as_guest(ctx, |c| self.inner.mknod(c, parent, name, mode, rdev, umask))?;
+        self.note(&entry, parent, name.to_bytes());
         self.record_owner(ctx, &mut entry, uid, gid);
         Ok(self.show_entry(ctx, entry))
     }
@@ -543,6 +600,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
     ) -> io::Result<Entry> {
         let (mut entry, uid, gid) =
             self.create_as_guest(ctx, |c| self.inner.mkdir(c, parent, name, mode, umask))?;
+        self.note(&entry, parent, name.to_bytes());
         self.record_owner(ctx, &mut entry, uid, gid);
         Ok(self.show_entry(ctx, entry))
     }
@@ -561,6 +619,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
 
     fn link(&self, ctx: &Context, inode: u64, newparent: u64, newname: &CStr) -> io::Result<Entry> {
         let entry = self.inner.link(ctx, inode, newparent, newname)?;
+        self.note(&entry, newparent, newname.to_bytes());
         Ok(self.show_entry(ctx, entry))
     }
 
@@ -573,6 +632,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
     ) -> io::Result<(Entry, Option<u64>, OpenOptions, Option<u32>)> {
         let ((mut entry, handle, opts, passthrough), uid, gid) =
             self.create_as_guest(ctx, |c| self.inner.create(c, parent, name, args))?;
+        self.note(&entry, parent, name.to_bytes());
         // Without O_EXCL, CREATE opens an existing file: never an emulated device's.
         if let Some(r) = self.record_of(ctx, entry.inode, &entry.attr) {
             if r.kind.is_device() {
@@ -627,6 +687,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
     ) -> io::Result<()> {
         self.inner
             .readdirplus(ctx, inode, handle, size, offset, &mut |d, mut e| {
+                self.note(&e, inode, d.name);
                 let type_ = match self.show(ctx, e.inode, &mut e.attr) {
                     Some(_) => dtype(e.attr.st_mode),
                     None => d.type_,
