@@ -696,6 +696,28 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
             })
     }
 
+    /// In a jail, the renamed inode's new name is remembered: the guest moves its dentry and
+    /// may never look the new name up (see [`super::paths`]).
+    fn rename(
+        &self,
+        ctx: &Context,
+        olddir: u64,
+        oldname: &CStr,
+        newdir: u64,
+        newname: &CStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        self.inner
+            .rename(ctx, olddir, oldname, newdir, newname, flags)?;
+        if self.paths.is_some() {
+            if let Ok(entry) = self.inner.lookup(ctx, newdir, newname) {
+                self.note(&entry, newdir, newname.to_bytes());
+                self.inner.forget(ctx, entry.inode, 1);
+            }
+        }
+        Ok(())
+    }
+
     fn getxattr(
         &self,
         ctx: &Context,
@@ -773,15 +795,6 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
         fn readlink(&self, ctx: &Context, inode: u64) -> io::Result<Vec<u8>>;
         fn unlink(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()>;
         fn rmdir(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()>;
-        fn rename(
-            &self,
-            ctx: &Context,
-            olddir: u64,
-            oldname: &CStr,
-            newdir: u64,
-            newname: &CStr,
-            flags: u32,
-        ) -> io::Result<()>;
         #[allow(clippy::too_many_arguments)]
         fn read(
             &self,
