@@ -91,7 +91,9 @@ fn an_unprivileged_broker_emulates_devices_and_owners() {
     let t = s.mkdir(ROOT_ID, "tmp", 0o1777, 0).unwrap();
     assert_eq!(t.attr.mode, libc::S_IFDIR | 0o1777);
     as_user(&s, 1000);
-    let mine = s.mknod(t.nodeid, "mine", libc::S_IFREG | 0o644, 0, 0).unwrap();
+    let mine = s
+        .mknod(t.nodeid, "mine", libc::S_IFREG | 0o644, 0, 0)
+        .unwrap();
     assert_eq!((mine.attr.uid, mine.attr.gid), (1000, 1000));
     let sub = s.mkdir(t.nodeid, "dir1000", 0o755, 0).unwrap();
     assert_eq!((sub.attr.uid, sub.attr.mode), (1000, libc::S_IFDIR | 0o755));
@@ -100,7 +102,10 @@ fn an_unprivileged_broker_emulates_devices_and_owners() {
     assert_eq!((l.attr.uid, l.attr.gid), (1000, 1000));
     as_user(&s, 1001);
     let theirs = s.lookup(t.nodeid, "mine2").unwrap();
-    assert_eq!(theirs.attr.uid, 1000, "what the kernel's sticky check compares with");
+    assert_eq!(
+        theirs.attr.uid, 1000,
+        "what the kernel's sticky check compares with"
+    );
     as_user(&s, 0);
     drop(s);
 

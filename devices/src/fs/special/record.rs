@@ -131,7 +131,10 @@ pub enum ParseError {
 /// The guest's 32-bit device number (`new_encode_dev`, as FUSE carries `rdev`) split into
 /// major and minor.
 pub fn split_guest_rdev(rdev: u32) -> (u32, u32) {
-    ((rdev & 0xfff00) >> 8, (rdev & 0xff) | ((rdev >> 12) & 0xfff00))
+    (
+        (rdev & 0xfff00) >> 8,
+        (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+    )
 }
 
 impl Record {

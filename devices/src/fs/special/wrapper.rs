@@ -21,9 +21,9 @@ use fuse_backend_rs::transport::FsCacheReqHandler;
 
 use super::paths::Paths;
 use super::record::{self, Kind, Record};
+use super::{Ownership, SpecialFiles};
 use crate::fs::policy::InodePathFn;
 use crate::fs::xattr_path;
-use super::{Ownership, SpecialFiles};
 
 /// Largest list of attribute names (Linux's XATTR_LIST_MAX).
 const XATTR_LIST_MAX: u32 = 65536;
@@ -206,7 +206,9 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
                 match e.raw_os_error() {
                     // No record, or a filesystem without user xattrs: a plain file. ENOENT:
                     // the inode has no name we can reach it by (see `paths`).
-                    Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+                    Some(libc::ENODATA)
+                    | Some(libc::EOPNOTSUPP)
+                    | Some(libc::ENOSYS)
                     | Some(libc::ENOENT) => {}
                     Some(libc::ERANGE) => crate::guest_warn!(
                         "host inode {}: {} is longer than {} bytes; shown as the plain host file",
@@ -546,20 +548,10 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
     ) -> io::Result<(stat64, Duration)> {
         let (host, _) = self.inner.getattr(ctx, inode, None)?;
         let host_fmt = host.st_mode & libc::S_IFMT;
-        if valid.contains(SetattrValid::SIZE) && host_fmt != libc::S_IFREG {
-            // Truncating a FIFO or a device would make the passthrough open it; the kernel
-            // answers EISDIR for a directory and EINVAL for the rest.
-            let e = if host_fmt == libc::S_IFDIR {
-                libc::EISDIR
-            } else {
-                libc::EINVAL
-            };
-            return Err(errno(e));
-        }
         let owner_change =
             valid.intersects(SetattrValid::MODE | SetattrValid::UID | SetattrValid::GID);
-        let eligible = matches!(host_fmt, libc::S_IFREG | libc::S_IFDIR)
-            && host.st_uid == self.owner_uid;
+        let eligible =
+            matches!(host_fmt, libc::S_IFREG | libc::S_IFDIR) && host.st_uid == self.owner_uid;
         let recorded = self.record_of(ctx, inode, &host).is_some();
         if recorded || (self.ownership == Ownership::Emulate && owner_change && eligible) {
             return self.setattr_recorded(ctx, inode, attr, handle, valid, host);
@@ -583,8 +575,9 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
                 return self.mknod_device(ctx, parent, name, kind, mode, rdev, umask);
             }
         }
-        let (mut entry, uid, gid) =
-            self.create_as_guest(ctx, |c| self.inner.mknod(c, parent, name, mode, rdev, umask))?;
+        let (mut entry, uid, gid) = self.create_as_guest(ctx, |c| {
+            self.inner.mknod(c, parent, name, mode, rdev, umask)
+        })?;
         self.note(&entry, parent, name.to_bytes());
         self.record_owner(ctx, &mut entry, uid, gid);
         Ok(self.show_entry(ctx, entry))
@@ -642,16 +635,17 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
                         .release(ctx, entry.inode, args.flags, h, false, false, None);
                 }
                 self.inner.forget(ctx, entry.inode, 1);
-                return Err(errno(libc::ENXIO));
+                return Err(errno(libc::EBADF));
             }
         }
         self.record_owner(ctx, &mut entry, uid, gid);
         Ok((self.show_entry(ctx, entry), handle, opts, passthrough))
     }
 
-    /// Only regular files and directories are opened on the host: a guest kernel opens its
-    /// own device, FIFO or socket for a special file and never sends OPEN for one, so an OPEN
-    /// of anything else (or of an emulated device) is refused before the host opens it.
+    /// A guest kernel opens its own device for a device node and never sends OPEN for one.
+    /// The passthrough refuses to open anything but regular files and directories (EBADF);
+    /// an emulated device's regular host file is refused the same way, so that the guest never
+    /// gets the placeholder as the device.
     fn open(
         &self,
         ctx: &Context,
@@ -660,18 +654,11 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
         fuse_flags: u32,
     ) -> io::Result<(Option<u64>, OpenOptions, Option<u32>)> {
         let (st, _) = self.inner.getattr(ctx, inode, None)?;
-        match st.st_mode & libc::S_IFMT {
-            libc::S_IFREG => {
-                if self
-                    .record_of(ctx, inode, &st)
-                    .is_some_and(|r| r.kind.is_device())
-                {
-                    return Err(errno(libc::ENXIO));
-                }
-            }
-            libc::S_IFDIR => {}
-            libc::S_IFLNK => return Err(errno(libc::ELOOP)),
-            _ => return Err(errno(libc::ENXIO)),
+        if self
+            .record_of(ctx, inode, &st)
+            .is_some_and(|r| r.kind.is_device())
+        {
+            return Err(errno(libc::EBADF));
         }
         self.inner.open(ctx, inode, flags, fuse_flags)
     }

@@ -573,7 +573,11 @@ fn special_files_and_ownership() {
     let p = f
         .parse_as(1000, &share("uid_map = [{ guest = 0, host = 1000, count = 1 }]\ngid_map = [{ guest = 0, host = 1000, count = 1 }]\n"))
         .unwrap();
-    assert_eq!(p.shares[0].ownership, Ownership::Emulate, "an unprivileged broker's default");
+    assert_eq!(
+        p.shares[0].ownership,
+        Ownership::Emulate,
+        "an unprivileged broker's default"
+    );
     assert_eq!(
         f.err(&share("ownership = \"guest\"\n")),
         "policy.toml:8: share \"a\": ownership \"guest\": expected one of \"host\", \"emulate\""
