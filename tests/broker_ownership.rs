@@ -56,7 +56,7 @@ fn an_unprivileged_broker_emulates_devices_and_owners() {
         Broker::start_with(&dir, &["--reuid", &ids, "--regid", &ids, "--clear-groups"]);
     broker.wait_worker("a", 1);
 
-    let s = Session::new(Arc::new(Device::connect(&dir.socket("a")).unwrap()));
+    let s = Session::new(Arc::new(Device::connect(dir.socket("a")).unwrap()));
     s.init().unwrap();
     let share = dir.path().join("a");
 

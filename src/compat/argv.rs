@@ -56,7 +56,7 @@ pub struct Translation {
     pub rlimit_nofile: Option<u64>,
     /// fsjail's own `--special-files` (virtiofsd has no such flag: it always makes real
     /// device nodes, which is `host` here).
-    pub special_files: Option<&'static str>,
+    pub special_files: Option<devices::fs::SpecialFiles>,
     /// Flags accepted as equivalent to what fsjail does, explained for the log.
     pub notes: Vec<String>,
 }
@@ -276,13 +276,15 @@ fn apply_long(
         // Not virtiofsd's: fsjail's own, so that a VMM that only knows this front end can
         // still choose what a guest mknod of a device makes.
         "special-files" => {
-            let mode = match text().as_str() {
-                "emulate" => "emulate",
-                "host" => "host",
-                "refuse" => "refuse",
-                _ => return Err(bad(flag, &text(), "expected emulate, host or refuse")),
-            };
-            set(&mut t.special_files, mode, flag)?;
+            let mode: devices::fs::SpecialFiles = text()
+                .parse()
+                .map_err(|_| bad(flag, &text(), "expected emulate, host or refuse"))?;
+            match t.special_files {
+                Some(old) if old != mode => {
+                    return Err(conflict(flag, old.to_string(), mode.to_string()))
+                }
+                _ => t.special_files = Some(mode),
+            }
         }
         "xattr" => t.xattr = true,
         "syslog" => t.syslog = true,
@@ -645,7 +647,7 @@ impl Translation {
             push("--rlimit-nofile", OsStr::new(&n.to_string()));
         }
         if let Some(mode) = self.special_files {
-            push("--special-files", OsStr::new(mode));
+            push("--special-files", OsStr::new(&mode.to_string()));
         }
         for (on, flag) in [
             (self.readonly, "--readonly"),
