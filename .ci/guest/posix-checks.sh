@@ -81,6 +81,11 @@ ok chown_dir chown 65533:65532 d
 same chown_dir_stat "65533 65532" "$(st '%u %g' d)"
 ok setgid_dir chmod 2775 d
 same setgid_dir_stat "2775" "$(st %a d)"
+# A setgid directory hands down its group, and its setgid bit to new directories.
+touch d/f && mkdir d/sub && mknod d/dev c 1 3
+same setgid_inherit_file "65532" "$(st %g d/f)"
+same setgid_inherit_dir "65532 2755" "$(st '%g %a' d/sub)"
+same setgid_inherit_dev "65532" "$(st %g d/dev)"
 
 # --- permission checks against the owners shown ---------------------------------------------
 mkdir perm && chmod 755 perm
@@ -165,6 +170,7 @@ same reread_block "block special file 660 8 1" "$(st '%F %a %t %T' $K/bdev)"
 same reread_block_big "block special file 103 11170" "$(st '%F %t %T' nvme)"
 same reread_setgid_block "2660" "$(st %a bdev)"
 same reread_chown_dir "65533 65532 2775" "$(st '%u %g %a' d)"
+same reread_setgid_inherit "65532 65532 2755" "$(st %g d/f) $(st '%g %a' d/sub)"
 same reread_sticky_owner "65534 1777" "$(st %u sticky/given2) $(st %a sticky)"
 same reread_find_c "$K/cdev" "$(find $K -type c)"
 

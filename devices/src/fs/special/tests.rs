@@ -505,6 +505,26 @@ fn emulated_ownership_records_what_the_host_cannot_hold() {
     );
     let l = fs.lookup(&c, ROOT_ID, &cstr("d")).unwrap();
     assert_eq!(l.attr.st_uid, 65534);
+    // A setgid directory hands its recorded group down, and its setgid bit to subdirectories.
+    attr.st_mode = 0o2775;
+    fs.setattr(&c, d.inode, attr, None, SetattrValid::MODE)
+        .unwrap();
+    let sub = fs.mkdir(&c, d.inode, &cstr("sub"), 0o755, 0).unwrap();
+    assert_eq!(
+        (sub.attr.st_gid, sub.attr.st_mode),
+        (65534, libc::S_IFDIR | 0o2755)
+    );
+    let file = fs
+        .mknod(&c, d.inode, &cstr("file"), libc::S_IFREG | 0o644, 0, 0)
+        .unwrap();
+    assert_eq!((file.attr.st_uid, file.attr.st_gid), (c.uid, 65534));
+    let dev = fs
+        .mknod(&c, d.inode, &cstr("dev"), libc::S_IFCHR | 0o600, 0x103, 0)
+        .unwrap();
+    assert_eq!(
+        (dev.attr.st_gid, dev.attr.st_mode),
+        (65534, libc::S_IFCHR | 0o600)
+    );
 
     // With ownership "host" the same record is not honoured: the operator switched it off.
     let pfs = {

@@ -302,6 +302,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
             self.inner
                 .mknod(c, parent, name, libc::S_IFREG | 0o600, 0, 0)
         })?;
+        let gid = self.inherited_group(ctx, parent).unwrap_or(gid);
         let r = Record {
             kind,
             perm: mode & !umask & 0o7777,
@@ -363,11 +364,31 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         }
     }
 
-    /// After a creation run as the worker for an unmapped guest id: record the owner the guest
-    /// asked for on the files that can carry a record.
-    fn record_owner(&self, ctx: &Context, entry: &mut Entry, uid: u32, gid: u32) {
+    /// The group a new entry in `parent` takes when `parent` is a setgid directory whose group
+    /// is only recorded (the host cannot hand it down). `None` otherwise.
+    fn inherited_group(&self, ctx: &Context, parent: u64) -> Option<u32> {
+        if self.ownership != Ownership::Emulate {
+            return None;
+        }
+        let (st, _) = self.inner.getattr(ctx, parent, None).ok()?;
+        let r = self.record_of(ctx, parent, &st)?;
+        (r.perm & libc::S_ISGID != 0).then_some(r.gid)
+    }
+
+    /// After a creation: record the owner the guest is to see when the host file does not hold
+    /// it (made as the worker for an unmapped guest id, or in a setgid directory whose group
+    /// is recorded; a directory made there is setgid too, as the kernel does).
+    fn record_owner(&self, ctx: &Context, parent: u64, entry: &mut Entry, uid: u32, gid: u32) {
+        let inherited = self.inherited_group(ctx, parent);
+        let gid = inherited.unwrap_or(gid);
         let st = &entry.attr;
-        if (st.st_uid, st.st_gid) == (uid, gid) {
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let add_perm = if inherited.is_some() && is_dir {
+            libc::S_ISGID
+        } else {
+            0
+        };
+        if (st.st_uid, st.st_gid) == (uid, gid) && add_perm == 0 {
             return;
         }
         let kind = match st.st_mode & libc::S_IFMT {
@@ -378,7 +399,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         };
         let r = Record {
             kind,
-            perm: st.st_mode & 0o7777,
+            perm: (st.st_mode & 0o7777) | add_perm,
             uid,
             gid,
             major: 0,
@@ -579,7 +600,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
             self.inner.mknod(c, parent, name, mode, rdev, umask)
         })?;
         self.note(&entry, parent, name.to_bytes());
-        self.record_owner(ctx, &mut entry, uid, gid);
+        self.record_owner(ctx, parent, &mut entry, uid, gid);
         Ok(self.show_entry(ctx, entry))
     }
 
@@ -594,7 +615,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
         let (mut entry, uid, gid) =
             self.create_as_guest(ctx, |c| self.inner.mkdir(c, parent, name, mode, umask))?;
         self.note(&entry, parent, name.to_bytes());
-        self.record_owner(ctx, &mut entry, uid, gid);
+        self.record_owner(ctx, parent, &mut entry, uid, gid);
         Ok(self.show_entry(ctx, entry))
     }
 
@@ -638,7 +659,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
                 return Err(errno(libc::EBADF));
             }
         }
-        self.record_owner(ctx, &mut entry, uid, gid);
+        self.record_owner(ctx, parent, &mut entry, uid, gid);
         Ok((self.show_entry(ctx, entry), handle, opts, passthrough))
     }
 
