@@ -21,6 +21,7 @@
 
 mod paths;
 pub mod record;
+mod records;
 mod wrapper;
 
 use std::fmt;
