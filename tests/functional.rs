@@ -32,6 +32,7 @@ use entries::*;
 use errors::*;
 use guest_driver::abi::{Opcode, ROOT_ID};
 use helpers::{create_rw, RDONLY};
+use special::device_nodes_as_the_guest_sees_them;
 use vm_memory::ByteValued;
 use xattrs_dirs::*;
 
@@ -62,6 +63,7 @@ per_backend!(
     ioctl_unknown_opcode_and_dax_opcodes,
     errors_map_to_the_right_errno,
     readonly_refuses_every_change,
+    device_nodes_as_the_guest_sees_them,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -336,3 +336,56 @@ fn ownership_emulate_records_the_owner() {
     );
     assert_eq!(host_getxattr(&b.host("f"), RECORD), None);
 }
+
+/// What the guest sees of device nodes is the same with virtiofsd (real nodes on the host) and
+/// fsjail (emulated): mknod b/c, then stat, chmod, chown, link, rename and unlink, each reply
+/// compared with what a kernel keeps for a real node. Only the host side differs.
+pub(crate) fn device_nodes_as_the_guest_sees_them(kind: Kind) {
+    let b = Backend::start(kind, &Config::default());
+    let s = b.session();
+    let c = s
+        .mknod(ROOT_ID, "c", libc::S_IFCHR | 0o640, guest_dev(1, 3), 0)
+        .unwrap();
+    let k = s
+        .mknod(ROOT_ID, "b", libc::S_IFBLK | 0o600, guest_dev(7, 0), 0)
+        .unwrap();
+    assert_dev(&c.attr, libc::S_IFCHR, 0o640, 1, 3, "MKNOD c");
+    assert_dev(&k.attr, libc::S_IFBLK, 0o600, 7, 0, "MKNOD b");
+    assert_eq!((c.attr.uid, c.attr.gid, c.attr.nlink), (0, 0, 1));
+    let a = s.setattr(c.nodeid, &Setattr::new().mode(0o604)).unwrap();
+    assert_dev(&a.attr, libc::S_IFCHR, 0o604, 1, 3, "chmod");
+    let a = s
+        .setattr(k.nodeid, &Setattr::new().uid(4242).gid(4343))
+        .unwrap();
+    assert_eq!((a.attr.uid, a.attr.gid), (4242, 4343), "chown");
+    assert_dev(&a.attr, libc::S_IFBLK, 0o600, 7, 0, "chown");
+    let l = s.link(c.nodeid, ROOT_ID, "c2").unwrap();
+    assert_eq!(l.attr.nlink, 2);
+    assert_dev(&l.attr, libc::S_IFCHR, 0o604, 1, 3, "LINK");
+    s.unlink(ROOT_ID, "c").unwrap();
+    s.rename(ROOT_ID, "c2", ROOT_ID, "c3").unwrap();
+    let g = s.getattr(l.nodeid, None).unwrap();
+    assert_eq!(g.attr.nlink, 1);
+    assert_dev(
+        &g.attr,
+        libc::S_IFCHR,
+        0o604,
+        1,
+        3,
+        "after UNLINK and RENAME",
+    );
+    let g = s.lookup(ROOT_ID, "b").unwrap();
+    assert_eq!((g.attr.uid, g.attr.gid), (4242, 4343));
+    use std::os::unix::fs::FileTypeExt;
+    let host = lmeta(b.host("c3"));
+    match kind {
+        Kind::Peer => assert!(
+            host.file_type().is_char_device(),
+            "virtiofsd makes real nodes"
+        ),
+        Kind::Fsjail => assert_host_placeholder(&b, "c3"),
+    }
+    s.unlink(ROOT_ID, "c3").unwrap();
+    s.unlink(ROOT_ID, "b").unwrap();
+    assert_eq!(fs::read_dir(b.share()).unwrap().count(), 0);
+}
