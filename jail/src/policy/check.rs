@@ -397,6 +397,22 @@ fn check_share(
             &SpecialFiles::NAMES,
         ),
     };
+    // Real nodes need CAP_MKNOD in the initial user namespace: an unprivileged broker's worker
+    // would answer EPERM to every mknod of a device.
+    let host_nodes = special_files == Some(SpecialFiles::Host);
+    if let (true, false) = (host_nodes, env.root()) {
+        let span = raw
+            .special_files
+            .as_ref()
+            .map(|v| v.span())
+            .or_else(|| raw.allow_devices.as_ref().map(|v| v.span()))
+            .unwrap_or_else(|| share.span());
+        d.at(
+            span,
+            &name,
+            "special_files \"host\": real device nodes need root; use \"emulate\"".to_owned(),
+        );
+    }
     let ownership = choice(
         d,
         &name,

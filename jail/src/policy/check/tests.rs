@@ -568,6 +568,11 @@ fn special_files_and_ownership() {
         "policy.toml:8: share \"a\": allow_devices: give only special_files (\"emulate\", \"host\" or \"refuse\"), the key that replaced it"
     );
 
+    assert_eq!(
+        f.err_as(1000, &share("uid_map = [{ guest = 0, host = 1000, count = 1 }]\ngid_map = [{ guest = 0, host = 1000, count = 1 }]\nspecial_files = \"host\"\n")),
+        "policy.toml:10: share \"a\": special_files \"host\": real device nodes need root; use \"emulate\""
+    );
+
     let p = f.ok(&share("ownership = \"emulate\"\n"));
     assert_eq!(p.shares[0].ownership, Ownership::Emulate);
     let p = f
