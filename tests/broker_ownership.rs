@@ -2,7 +2,7 @@
 //! cannot do on the host: device nodes, chown to ids outside its one-id map, files made by guest
 //! users that have no host id. The guest sees owners and modes a kernel can make its
 //! permission checks on (it mounts with default_permissions); the host sees only regular files,
-//! directories and symlinks owned by the broker's user.
+//! directories and symlinks owned by the broker's user (a guest FIFO is a regular file too).
 
 mod broker_support;
 
@@ -66,6 +66,13 @@ fn an_unprivileged_broker_emulates_devices_and_owners() {
         .unwrap();
     assert_eq!(c.attr.mode, libc::S_IFCHR | 0o620);
     assert_eq!(c.attr.rdev, (4 << 8) | 1);
+
+    // A FIFO stands in as a regular file too, so that its owner can be recorded.
+    let p = s
+        .mknod(ROOT_ID, "fifo", libc::S_IFIFO | 0o644, 0, 0)
+        .unwrap();
+    let a = s.setattr(p.nodeid, &Setattr::new().uid(65533)).unwrap();
+    assert_eq!((a.attr.uid, a.attr.mode), (65533, libc::S_IFIFO | 0o644));
 
     // chown to an id outside the map, and back.
     let f = s.mknod(ROOT_ID, "f", libc::S_IFREG | 0o644, 0, 0).unwrap();

@@ -174,6 +174,6 @@ same reread_setgid_inherit "65532 65532 2755" "$(st %g d/f) $(st '%g %a' d/sub)"
 same reread_sticky_owner "65534 1777" "$(st %u sticky/given2) $(st %a sticky)"
 same reread_find_c "$K/cdev" "$(find $K -type c)"
 
-# FIFOs are real on the host too; the keep directory holds only the emulated nodes.
+# The keep directory holds only the two emulated devices the host-side check looks at.
 echo "checks done, $fails failed"
 [ $fails = 0 ]

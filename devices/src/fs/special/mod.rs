@@ -7,7 +7,8 @@
 //! and an unprivileged broker cannot chown at all. So with `special_files = "emulate"` a guest
 //! `mknod` of a device makes an empty regular host file, mode 0600, and records what the guest
 //! asked for in the attribute described in [`record`]; with `ownership = "emulate"` a chown or
-//! mode the host cannot hold is recorded there too. [`Emulation`] is the `FileSystem` wrapper
+//! mode the host cannot hold is recorded there too, and FIFOs and sockets are made the same way
+//! as devices (a real one could not carry the record of its owner). [`Emulation`] is the `FileSystem` wrapper
 //! that writes those records and shows them in every reply that carries attributes.
 //!
 //! The record is fsjail's alone: the guest can neither read, list, set nor remove it (it

@@ -9,9 +9,9 @@
 //!
 //! - `v`: the format version, `1`. Any other version is not understood (the file is then shown
 //!   as the plain host file).
-//! - `type`: what the guest sees: `c` character device, `b` block device (both on an empty
-//!   regular host file), `f` regular file, `d` directory (on a host file of that type: only the
-//!   owner and mode are emulated).
+//! - `type`: what the guest sees: `c` character device, `b` block device, `p` FIFO, `s` socket
+//!   (each on an empty regular host file), `f` regular file, `d` directory (on a host file of
+//!   that type: only the owner and mode are emulated).
 //! - `perm`: the permission bits the guest sees (octal, at most `7777`: setuid, setgid, sticky,
 //!   rwx).
 //! - `uid`, `gid`: the owner the guest sees (decimal, as the worker's id space names them).
@@ -43,6 +43,10 @@ const MAX_MINOR: u32 = (1 << 20) - 1;
 pub enum Kind {
     Char,
     Block,
+    /// A FIFO: emulated only with `ownership = "emulate"`, so that its owner can be recorded.
+    Fifo,
+    /// A socket node, likewise.
+    Socket,
     Regular,
     Directory,
 }
@@ -53,28 +57,40 @@ impl Kind {
         match self {
             Kind::Char => libc::S_IFCHR,
             Kind::Block => libc::S_IFBLK,
+            Kind::Fifo => libc::S_IFIFO,
+            Kind::Socket => libc::S_IFSOCK,
             Kind::Regular => libc::S_IFREG,
             Kind::Directory => libc::S_IFDIR,
         }
     }
 
-    /// The device kinds, from a guest `mknod` mode; `None` for any other type.
-    pub fn device_from_mode(mode: u32) -> Option<Kind> {
+    /// The kinds an empty regular host file stands in for, from a guest `mknod` mode; `None`
+    /// for any other type.
+    pub fn special_from_mode(mode: u32) -> Option<Kind> {
         match mode & libc::S_IFMT {
             libc::S_IFCHR => Some(Kind::Char),
             libc::S_IFBLK => Some(Kind::Block),
+            libc::S_IFIFO => Some(Kind::Fifo),
+            libc::S_IFSOCK => Some(Kind::Socket),
             _ => None,
         }
     }
 
+    /// Whether this is a device (with an rdev).
     pub fn is_device(self) -> bool {
         matches!(self, Kind::Char | Kind::Block)
+    }
+
+    /// Whether the host file is an empty regular stand-in (a device, FIFO or socket), never
+    /// opened for the guest.
+    pub fn is_placeholder(self) -> bool {
+        !matches!(self, Kind::Regular | Kind::Directory)
     }
 
     /// The `S_IFMT` bits the host file carrying a record of this kind must have.
     pub fn host_ifmt(self) -> u32 {
         match self {
-            Kind::Char | Kind::Block | Kind::Regular => libc::S_IFREG,
+            Kind::Char | Kind::Block | Kind::Fifo | Kind::Socket | Kind::Regular => libc::S_IFREG,
             Kind::Directory => libc::S_IFDIR,
         }
     }
@@ -83,6 +99,8 @@ impl Kind {
         match self {
             Kind::Char => 'c',
             Kind::Block => 'b',
+            Kind::Fifo => 'p',
+            Kind::Socket => 's',
             Kind::Regular => 'f',
             Kind::Directory => 'd',
         }
@@ -92,6 +110,8 @@ impl Kind {
         match s {
             "c" => Some(Kind::Char),
             "b" => Some(Kind::Block),
+            "p" => Some(Kind::Fifo),
+            "s" => Some(Kind::Socket),
             "f" => Some(Kind::Regular),
             "d" => Some(Kind::Directory),
             _ => None,
@@ -265,6 +285,14 @@ mod tests {
                 minor: 0,
             },
             Record {
+                kind: Kind::Fifo,
+                perm: 0o640,
+                uid: 1000,
+                gid: 1000,
+                major: 0,
+                minor: 0,
+            },
+            Record {
                 kind: Kind::Directory,
                 perm: 0o1777,
                 uid: 1,
@@ -303,6 +331,7 @@ mod tests {
             b"v=1 type=c perm=0620 uid=0 gid=5 rdev=4:1048576",
             b"v=1 type=c perm=0620 uid=0 gid=5 rdev=4",
             b"v=1 type=f perm=0644 uid=0 gid=5 rdev=4:1",
+            b"v=1 type=p perm=0644 uid=0 gid=5 rdev=4:1",
             b"v=1 perm=0620 type=c uid=0 gid=5 rdev=4:1",
             b"v=1 type=c perm=0620 uid=0 gid=5 rdev=4:1\0",
             b"v=1 type=\xc3\xa9 perm=0620 uid=0 gid=5 rdev=4:1",

@@ -122,7 +122,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         match Record::parse(&value) {
             Ok(r)
                 if r.kind.host_ifmt() == host_fmt
-                    && (r.kind.is_device() || self.ownership == Ownership::Emulate) =>
+                    && (r.kind.is_placeholder() || self.ownership == Ownership::Emulate) =>
             {
                 Some(r)
             }
@@ -184,7 +184,8 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
             })
     }
 
-    /// A guest `mknod` of a device: an empty regular file, mode 0600, with the device recorded.
+    /// A guest `mknod` of a device (or, with emulated ownership, a FIFO or socket): an empty
+    /// regular file, mode 0600, with the node recorded.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn mknod_device(
         &self,
@@ -360,8 +361,8 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
             major: 0,
             minor: 0,
         });
-        if want.kind.is_device() && valid.contains(SetattrValid::SIZE) {
-            // truncate(2) of a device node: the kernel says EINVAL.
+        if want.kind.is_placeholder() && valid.contains(SetattrValid::SIZE) {
+            // truncate(2) of a device, FIFO or socket: the kernel says EINVAL.
             return Err(errno(libc::EINVAL));
         }
         if valid.contains(SetattrValid::UID) {
@@ -380,7 +381,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         }
         let mut host_valid = valid - owner_bits;
         let mut host_attr = attr;
-        if want.kind.is_device() {
+        if want.kind.is_placeholder() {
             // The host file stays an empty 0600 file of the worker's.
             self.write_record(ctx, inode, &host, &want)?;
         } else if (want.uid, want.gid) != (host.st_uid, host.st_gid) {

@@ -526,6 +526,22 @@ fn emulated_ownership_records_what_the_host_cannot_hold() {
         (65534, libc::S_IFCHR | 0o600)
     );
 
+    // A FIFO is a placeholder too, so that its owner can be recorded.
+    let fifo = fs
+        .mknod(&c, ROOT_ID, &cstr("fifo"), libc::S_IFIFO | 0o640, 0, 0)
+        .unwrap();
+    assert_eq!(fifo.attr.st_mode, libc::S_IFIFO | 0o640);
+    assert_plain_host_file(&dir.path().join("fifo"));
+    attr.st_uid = 65533;
+    let (st, _) = fs
+        .setattr(&c, fifo.inode, attr, None, SetattrValid::UID)
+        .unwrap();
+    assert_eq!((st.st_uid, st.st_mode), (65533, libc::S_IFIFO | 0o640));
+    assert_eq!(
+        errno(fs.open(&c, fifo.inode, libc::O_RDONLY as u32, 0)),
+        libc::EBADF
+    );
+
     // With ownership "host" the same record is not honoured: the operator switched it off.
     let pfs = {
         let mut opts = ShareOptions::new(dir.path());
@@ -540,4 +556,10 @@ fn emulated_ownership_records_what_the_host_cannot_hold() {
     );
     let l = host_fs.lookup(&c, ROOT_ID, &cstr("d")).unwrap();
     assert_eq!(l.attr.st_uid, c.uid);
+    // ... but a FIFO's is: it is a special file, like a device.
+    let l = host_fs.lookup(&c, ROOT_ID, &cstr("fifo")).unwrap();
+    assert_eq!(
+        (l.attr.st_uid, l.attr.st_mode),
+        (65533, libc::S_IFIFO | 0o640)
+    );
 }

@@ -190,8 +190,16 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
         rdev: u32,
         umask: u32,
     ) -> io::Result<Entry> {
-        if let Some(kind) = Kind::device_from_mode(mode) {
-            if self.special_files == SpecialFiles::Emulate {
+        // Devices with `special_files = "emulate"`; FIFOs and sockets stay real (inert on the
+        // host) unless ownership is emulated: a real one cannot carry the owner's record.
+        if let Some(kind) = Kind::special_from_mode(mode) {
+            let emulate = if kind.is_device() {
+                self.special_files == SpecialFiles::Emulate
+            } else {
+                self.ownership == Ownership::Emulate
+            };
+            if emulate {
+                let rdev = if kind.is_device() { rdev } else { 0 };
                 return self.mknod_device(ctx, parent, name, kind, mode, rdev, umask);
             }
         }
@@ -248,7 +256,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
         self.note(&entry, parent, name.to_bytes());
         // Without O_EXCL, CREATE opens an existing file: never an emulated device's.
         if let Some(r) = self.record_of(ctx, entry.inode, &entry.attr) {
-            if r.kind.is_device() {
+            if r.kind.is_placeholder() {
                 if let Some(h) = handle {
                     let _ = self
                         .inner
@@ -276,7 +284,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
         let (st, _) = self.inner.getattr(ctx, inode, None)?;
         if self
             .record_of(ctx, inode, &st)
-            .is_some_and(|r| r.kind.is_device())
+            .is_some_and(|r| r.kind.is_placeholder())
         {
             return Err(errno(libc::EBADF));
         }
