@@ -97,7 +97,8 @@ fn render_share(out: &mut String, s: &ShareConfig, euid: u32, egid: u32) {
     let _ = writeln!(out, "rlimit_nofile = {}", s.rlimit_nofile);
     let _ = writeln!(out, "restart = \"{}\"", s.restart);
     let _ = writeln!(out, "sandbox = \"{}\"", s.sandbox);
-    let _ = writeln!(out, "allow_devices = {}", s.allow_devices);
+    let _ = writeln!(out, "special_files = \"{}\"", s.special_files);
+    let _ = writeln!(out, "ownership = \"{}\"", s.ownership);
     let _ = writeln!(out, "num_request_queues = {}", s.num_request_queues);
     let _ = writeln!(out, "seccomp = \"{}\"", s.seccomp);
     let _ = writeln!(out, "dax_window = {}", s.dax_window);

@@ -91,6 +91,18 @@ pub struct ServeArgs {
     #[argh(switch)]
     pub xattr: bool,
 
+    /// what a guest mknod of a block or character device makes: emulate (default: an empty
+    /// regular host file, mode 0600, with the device recorded in its user.fsjail.stat
+    /// attribute), host (a real device node; the worker keeps CAP_MKNOD) or refuse (EPERM)
+    #[argh(option, default = "settings::SpecialFiles::Emulate")]
+    pub special_files: settings::SpecialFiles,
+
+    /// where a guest's chown goes: host (chown(2) on the host file; the default as root) or
+    /// emulate (an owner the host cannot hold is recorded in user.fsjail.stat; the default
+    /// without root)
+    #[argh(option)]
+    pub ownership: Option<settings::Ownership>,
+
     /// number of request queues, each served by its own thread (default 1)
     #[argh(option, default = "1")]
     pub num_request_queues: usize,

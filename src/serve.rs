@@ -7,7 +7,7 @@ use devices::fs::ShareOptions;
 use devices::share::{DeviceError, ShareDevice, ShareFs};
 use devices::vhost_user;
 use log::info;
-use settings::{DeviceSettings, DeviceSettingsError};
+use settings::{DeviceSettings, DeviceSettingsError, Ownership};
 use thiserror::Error;
 use vhost::vhost_user::Listener;
 
@@ -89,6 +89,10 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     share.readonly = args.readonly;
     share.cache = args.cache;
     share.xattr = args.xattr;
+    share.special_files = args.special_files;
+    if let Some(ownership) = args.ownership {
+        share.ownership = ownership;
+    }
     share.sandbox = args.sandbox;
     share.seccomp = args.seccomp;
     share.num_request_queues = args.num_request_queues;
@@ -153,6 +157,8 @@ fn serve_unjailed(
 
 /// The device settings the flags ask for.
 fn device_settings(args: &ServeArgs) -> DeviceSettings {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let default_ownership = Ownership::default_for_euid(unsafe { libc::geteuid() });
     DeviceSettings {
         readonly: args.readonly,
         cache: args.cache,
@@ -161,7 +167,8 @@ fn device_settings(args: &ServeArgs) -> DeviceSettings {
         dax_window: args.dax_window.0,
         blksize: args.blksize,
         max_write: args.max_write,
-        allow_devices: false,
+        special_files: args.special_files,
+        ownership: args.ownership.unwrap_or(default_ownership),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Attack catalogue, file types, privilege and xattrs.
 //!
-//! - Device nodes: MKNOD of a character or block device gives EPERM (CVE-2020-35517), and a
-//!   device node planted by the host is never opened for the guest (EBADF).
+//! - Device nodes: MKNOD of a character or block device never makes one on the host
+//!   (CVE-2020-35517): an empty regular file stands in for it (or EPERM with
+//!   `--special-files refuse`), and neither it nor a device node planted by the host is ever
+//!   opened for the guest (EBADF).
 //! - FIFOs and sockets: OPEN never blocks a worker thread (EBADF at once: only regular files
 //!   and directories are opened without O_PATH), and the next request is served.
 //! - setgid: an unprivileged guest uid creating a 02755 file in a setgid, world-writable
@@ -26,7 +28,7 @@ mod common;
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -53,19 +55,46 @@ fn host_mknod(p: &Path, mode: u32, dev: libc::dev_t) {
 }
 
 #[test]
-fn device_nodes_are_refused_and_never_opened() {
-    let mut a = Arena::new(&Config::default());
+fn device_nodes_are_never_made_on_the_host_nor_opened() {
     let null = libc::makedev(1, 3) as u32;
     let mem = libc::makedev(1, 1) as u32; // /dev/mem
     let sda = libc::makedev(8, 0) as u32;
-    for (name, mode, rdev) in [
+    let nodes = [
         ("chr", libc::S_IFCHR | 0o666, null),
         ("mem", libc::S_IFCHR | 0o600, mem),
         ("blk", libc::S_IFBLK | 0o600, sda),
         ("chr_setuid", libc::S_IFCHR | 0o4777, mem),
-    ] {
-        assert_errno(a.s.mknod(ROOT_ID, name, mode, rdev, 0), libc::EPERM, name);
-        assert!(!a.b.host(name).exists(), "{name} exists on the host");
+    ];
+    // `special_files = "refuse"`: EPERM, nothing on the host.
+    let mut refuse = Arena::new(&Config {
+        fsjail_args: vec!["--special-files".into(), "refuse".into()],
+        ..Config::default()
+    });
+    for (name, mode, rdev) in nodes {
+        assert_errno(
+            refuse.s.mknod(ROOT_ID, name, mode, rdev, 0),
+            libc::EPERM,
+            name,
+        );
+        assert!(!refuse.b.host(name).exists(), "{name} exists on the host");
+        refuse.verify(&format!("MKNOD {name}"));
+    }
+    // The default, "emulate": the guest gets its node, the host an empty 0600 regular file,
+    // which OPEN never hands out.
+    let mut a = Arena::new(&Config::default());
+    for (name, mode, rdev) in nodes {
+        let e = a.s.mknod(ROOT_ID, name, mode, rdev, 0).unwrap();
+        assert_eq!(e.attr.mode, mode, "{name}: the guest's node");
+        let md = fs::symlink_metadata(a.b.host(name)).unwrap();
+        assert!(md.file_type().is_file(), "{name}: {:?}", md.file_type());
+        assert_eq!(
+            (md.permissions().mode(), md.len()),
+            (libc::S_IFREG | 0o600, 0),
+            "{name} on the host"
+        );
+        for flags in [RDONLY, libc::O_RDWR as u32] {
+            assert_errno(a.s.open(e.nodeid, flags), libc::EBADF, name);
+        }
         a.verify(&format!("MKNOD {name}"));
     }
     // A device node that is there anyway (made by the host) is never opened for the guest.
@@ -308,7 +337,8 @@ fn xattr_sizes_query_range_and_cap() {
 }
 
 /// The rest of the read-only catalogue with the sentinel check (functional.rs checks every
-/// opcode's EROFS and the share itself): raw MKNOD of a device still says EPERM first, and a
+/// opcode's EROFS and the share itself): raw MKNOD of a device says EROFS (it is emulated by a
+/// regular file, which a read-only share refuses), and a
 /// read-only share with xattrs on refuses SETXATTR of a privileged name with EROFS.
 #[test]
 fn readonly_share_refuses_before_anything_else() {
@@ -324,7 +354,7 @@ fn readonly_share_refuses_before_anything_else() {
     };
     a.refused(
         &request(Opcode::Mknod, ROOT_ID, &[m.as_slice(), &cname(b"mem")]),
-        libc::EPERM,
+        libc::EROFS,
         "MKNOD chr on a read-only share",
     );
     let p = a.lookup("probe");

@@ -20,6 +20,8 @@ mod entries;
 mod errors;
 #[path = "functional/helpers.rs"]
 mod helpers;
+#[path = "functional/special.rs"]
+mod special;
 #[path = "functional/xattrs_dirs.rs"]
 mod xattrs_dirs;
 
@@ -31,6 +33,7 @@ use entries::*;
 use errors::*;
 use guest_driver::abi::{Opcode, ROOT_ID};
 use helpers::{create_rw, RDONLY};
+use special::device_nodes_as_the_guest_sees_them;
 use vm_memory::ByteValued;
 use xattrs_dirs::*;
 
@@ -61,6 +64,7 @@ per_backend!(
     ioctl_unknown_opcode_and_dax_opcodes,
     errors_map_to_the_right_errno,
     readonly_refuses_every_change,
+    device_nodes_as_the_guest_sees_them,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -471,7 +471,7 @@ fn namespace_jail_with_id_maps() {
 
 #[test]
 fn mknod_kept_only_when_devices_are_allowed() {
-    let j = start(|c| c.allow_devices = true);
+    let j = start(|c| c.special_files = devices::fs::SpecialFiles::Host);
     check_credentials(&j, CAPS_MKNOD);
 }
 

@@ -15,12 +15,13 @@ use thiserror::Error;
 use vhost::vhost_user::Listener;
 
 use crate::dax::{DaxChannel, SettingsError};
-use crate::fs::{self, ShareOptions, SharePolicy};
+use crate::fs::{self, Emulation, ShareOptions, SharePolicy};
 use crate::fuse::server::{Server, ServerOptions};
 use crate::vhost_user::{self, FsBackend};
 
-/// The filesystem stack a share's server calls: the policy wrapper over the passthrough.
-pub type ShareStack = SharePolicy<Arc<PassthroughFs>>;
+/// The filesystem stack a share's server calls: the emulation of special files and owners,
+/// over the policy wrapper, over the passthrough.
+pub type ShareStack = Emulation<SharePolicy<Arc<PassthroughFs>>>;
 /// A share's FUSE server.
 pub type ShareServer = Server<ShareStack>;
 
@@ -45,14 +46,15 @@ pub struct ShareFs {
     pub passthrough: PassthroughFs,
     /// The share's root directory, for SYNCFS.
     pub share_root: File,
-    /// Name inodes through the passthrough's own `/proc` descriptor for xattr calls. Needed when
-    /// the process's root is the share (a jailed worker): fuse-backend-rs names them
-    /// "/proc/self/fd/N", which does not resolve there.
+    /// Name inodes through the passthrough's own `/proc` descriptor for xattr calls (the
+    /// guest's and the emulation's records). Needed when the process's root is the share (a
+    /// jailed worker): fuse-backend-rs names them "/proc/self/fd/N", which does not resolve
+    /// there.
     pub xattr_through_proc_fd: bool,
 }
 
 impl ShareFs {
-    /// Opens the share at `settings`' root from an unconfined process.
+    /// Opens the share at `options.root` from an unconfined process.
     pub fn open(options: &ShareOptions) -> Result<ShareFs, DeviceError> {
         let passthrough = fs::new_passthrough(options)?;
         let share_root = fs::open_share_root(&options.root).map_err(DeviceError::Root)?;
@@ -76,11 +78,22 @@ impl ShareDevice {
         settings.check()?;
         let passthrough = Arc::new(share.passthrough);
         let mut policy = SharePolicy::new(passthrough.clone(), settings.readonly)
-            .with_allow_devices(settings.allow_devices);
+            .with_allow_devices(settings.allow_devices());
         if settings.xattr && share.xattr_through_proc_fd {
-            let resolver = passthrough;
+            let resolver = passthrough.clone();
             policy = policy
                 .with_xattr_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
+        }
+        let mut stack = Emulation::new(
+            policy,
+            settings.special_files,
+            settings.ownership,
+            settings.xattr,
+        );
+        if share.xattr_through_proc_fd {
+            let resolver = passthrough;
+            stack = stack
+                .with_record_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
         }
         let options = ServerOptions {
             dax_window: settings.dax_window,
@@ -88,8 +101,8 @@ impl ShareDevice {
             max_write: settings.max_write,
             ..ServerOptions::default()
         };
-        let server = Server::try_new(policy, options, Some(share.share_root))
-            .map_err(DeviceError::Server)?;
+        let server =
+            Server::try_new(stack, options, Some(share.share_root)).map_err(DeviceError::Server)?;
         let server = Arc::new(server);
         let backend = Arc::new(FsBackend::new(server.clone(), settings.num_request_queues)?);
         Ok(ShareDevice { server, backend })

@@ -139,7 +139,7 @@ where
     std::mem::forget(proc_fds);
 
     creds::drop_groups(jail.setgroups_denied).map_err(JailError::from)?;
-    creds::limit_caps(&creds::worker_caps(share.allow_devices)).map_err(JailError::from)?;
+    creds::limit_caps(&creds::worker_caps(share.allow_devices())).map_err(JailError::from)?;
     privs::apply(jail.control).map_err(JailError::from)?;
     Ok(opened)
 }

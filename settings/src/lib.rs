@@ -8,10 +8,12 @@
 pub mod cache;
 pub mod dax;
 pub mod limits;
+pub mod special;
 
 pub use cache::{CachePolicy, ParseCachePolicyError};
 pub use dax::{host_page_size, ByteSize, ParseSizeError, SettingsError};
 pub use limits::{check_max_write, check_request_queues, LimitError, MAX_REQUEST_QUEUES};
+pub use special::{Ownership, ParseOwnershipError, ParseSpecialFilesError, SpecialFiles};
 
 /// The settings of one share's device: everything the device needs besides the filesystem
 /// itself. Built by the jailed worker from its policy and by `fsjail serve --sandbox none` from
@@ -32,8 +34,10 @@ pub struct DeviceSettings {
     pub blksize: u32,
     /// Largest READ/WRITE payload offered in FUSE INIT.
     pub max_write: u32,
-    /// Keep device nodes the guest creates as real host nodes (the worker keeps CAP_MKNOD).
-    pub allow_devices: bool,
+    /// What a guest `mknod` of a device does: emulated, a real host node, or refused.
+    pub special_files: SpecialFiles,
+    /// Where a guest's chown goes: the host file, or a record when the host cannot hold it.
+    pub ownership: Ownership,
 }
 
 impl Default for DeviceSettings {
@@ -46,7 +50,8 @@ impl Default for DeviceSettings {
             dax_window: 0,
             blksize: dax::DEFAULT_BLKSIZE,
             max_write: limits::DEFAULT_MAX_WRITE,
-            allow_devices: false,
+            special_files: SpecialFiles::Emulate,
+            ownership: Ownership::Host,
         }
     }
 }
@@ -85,6 +90,11 @@ impl DeviceSettingsError {
 }
 
 impl DeviceSettings {
+    /// Whether the share makes real device nodes on the host (and so needs CAP_MKNOD).
+    pub fn allow_devices(&self) -> bool {
+        self.special_files == SpecialFiles::Host
+    }
+
     /// Checks every setting against this host (its page size for the DAX window).
     pub fn check(&self) -> Result<(), DeviceSettingsError> {
         check_request_queues(self.num_request_queues).map_err(DeviceSettingsError::Queues)?;

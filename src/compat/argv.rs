@@ -54,6 +54,9 @@ pub struct Translation {
     pub log_level: Option<&'static str>,
     pub syslog: bool,
     pub rlimit_nofile: Option<u64>,
+    /// fsjail's own `--special-files` (virtiofsd has no such flag: it always makes real
+    /// device nodes, which is `host` here).
+    pub special_files: Option<devices::fs::SpecialFiles>,
     /// Flags accepted as equivalent to what fsjail does, explained for the log.
     pub notes: Vec<String>,
 }
@@ -107,7 +110,8 @@ fn long_arity(name: &str) -> Option<Arity> {
         "shared-dir" | "tag" | "socket" | "socket-path" | "socket-group" | "fd"
         | "thread-pool-size" | "xattrmap" | "sandbox" | "seccomp" | "inode-file-handles"
         | "cache" | "modcaps" | "log-level" | "rlimit-nofile" | "uid-map" | "gid-map"
-        | "translate-uid" | "translate-gid" | "migration-mode" | "migration-on-error" => Value,
+        | "translate-uid" | "translate-gid" | "migration-mode" | "migration-on-error"
+        | "special-files" => Value,
         "posix-acl" | "security-label" => OptionalValue,
         "xattr"
         | "readonly"
@@ -269,6 +273,19 @@ fn apply_long(
             set(&mut t.seccomp, mode, flag)?;
         }
         "readonly" => t.readonly = true,
+        // Not virtiofsd's: fsjail's own, so that a VMM that only knows this front end can
+        // still choose what a guest mknod of a device makes.
+        "special-files" => {
+            let mode: devices::fs::SpecialFiles = text()
+                .parse()
+                .map_err(|_| bad(flag, &text(), "expected emulate, host or refuse"))?;
+            match t.special_files {
+                Some(old) if old != mode => {
+                    return Err(conflict(flag, old.to_string(), mode.to_string()))
+                }
+                _ => t.special_files = Some(mode),
+            }
+        }
         "xattr" => t.xattr = true,
         "syslog" => t.syslog = true,
         "log-level" => set(&mut t.log_level, log_level(flag, &text())?, flag)?,
@@ -628,6 +645,9 @@ impl Translation {
         }
         if let Some(n) = self.rlimit_nofile {
             push("--rlimit-nofile", OsStr::new(&n.to_string()));
+        }
+        if let Some(mode) = self.special_files {
+            push("--special-files", OsStr::new(&mode.to_string()));
         }
         for (on, flag) in [
             (self.readonly, "--readonly"),

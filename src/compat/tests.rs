@@ -355,3 +355,22 @@ fn capabilities_json_shape() {
     assert!(caps.contains("\"separate-options\""));
     assert!(!caps.contains("migrate-precopy"));
 }
+
+#[test]
+fn special_files_passes_through() {
+    for mode in ["emulate", "host", "refuse"] {
+        let argv = serve_argv(&[
+            "--fd=3",
+            "--shared-dir=/s",
+            &format!("--special-files={mode}"),
+        ]);
+        assert_eq!(
+            argv,
+            ["--shared-dir", "/s", "--fd", "3", "--special-files", mode]
+        );
+    }
+    let e = err(&["--fd=3", "--shared-dir=/s", "--special-files=real"]);
+    assert!(e.to_string().contains("--special-files"), "{e}");
+    // Left out, serve's default (emulate) applies.
+    assert_eq!(serve(&["--fd=3", "--shared-dir=/s"]).special_files, None);
+}

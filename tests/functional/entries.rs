@@ -255,7 +255,8 @@ pub(crate) fn symlink_and_readlink(kind: Kind) {
     );
 }
 
-/// MKNOD makes FIFOs and regular files on the host; fsjail refuses device nodes (EPERM).
+/// MKNOD makes FIFOs and regular files on the host; fsjail's device nodes are emulated (see
+/// `tests/functional/special.rs`), and refused (EPERM) with `--special-files refuse`.
 pub(crate) fn mknod(kind: Kind) {
     let b = Backend::start(kind, &Config::default());
     let s = b.session();
@@ -287,7 +288,15 @@ pub(crate) fn mknod(kind: Kind) {
     );
 
     if kind == Kind::Fsjail {
-        // fsjail's policy: no guest-made device nodes, even on a writable share.
+        // `refuse`: no guest-made device nodes, even on a writable share.
+        let b = Backend::start(
+            kind,
+            &Config {
+                fsjail_args: vec!["--special-files".into(), "refuse".into()],
+                ..Config::default()
+            },
+        );
+        let s = b.session();
         let null = libc::makedev(1, 3) as u32;
         assert_errno(
             s.mknod(ROOT_ID, "chr", libc::S_IFCHR | 0o600, null, 0),

@@ -8,6 +8,7 @@
 pub mod adapter;
 mod bounce;
 pub mod policy;
+pub mod special;
 mod xattr_path;
 
 use std::fs::File;
@@ -19,6 +20,7 @@ use fuse_backend_rs::passthrough::{self, PassthroughFs};
 
 pub use adapter::FuseAdapter;
 pub use policy::SharePolicy;
+pub use special::{Emulation, Ownership, SpecialFiles};
 
 pub use settings::{CachePolicy, ParseCachePolicyError};
 
@@ -65,13 +67,15 @@ impl ShareOptions {
 }
 
 impl ShareOptions {
-    /// The passthrough options for serving `root` as `settings` say.
+    /// The passthrough options for serving `root` as `settings` say. The passthrough always
+    /// serves xattrs: the emulation of special files keeps its records there, and it alone
+    /// decides whether the guest's own xattr requests go through (`settings.xattr`).
     pub fn for_settings(root: impl Into<PathBuf>, settings: &settings::DeviceSettings) -> Self {
         ShareOptions {
             root: root.into(),
             readonly: settings.readonly,
             cache: settings.cache,
-            xattr: settings.xattr,
+            xattr: true,
             writeback: false,
         }
     }

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
-use settings::CachePolicy;
+use settings::{CachePolicy, Ownership, SpecialFiles};
 use toml::Spanned;
 
 pub(crate) use super::env::Env;
@@ -354,6 +354,53 @@ fn check_share(
         seccomp::Mode::Kill,
         &["kill", "trap", "log", "none"],
     );
+    // `allow_devices` is the old spelling of `special_files`; both at once would be ambiguous.
+    let special_files = match (&raw.allow_devices, &raw.special_files) {
+        (Some(old), Some(_)) => {
+            d.at(
+                old.span(),
+                &name,
+                "allow_devices: give only special_files (\"emulate\", \"host\" or \"refuse\"), \
+                 the key that replaced it"
+                    .to_owned(),
+            );
+            None
+        }
+        (Some(old), None) if *old.get_ref() => Some(SpecialFiles::Host),
+        (Some(_), None) => Some(SpecialFiles::Refuse),
+        (None, value) => choice(
+            d,
+            &name,
+            "special_files",
+            value,
+            SpecialFiles::default(),
+            &SpecialFiles::NAMES,
+        ),
+    };
+    // Real nodes need CAP_MKNOD in the initial user namespace: an unprivileged broker's worker
+    // would answer EPERM to every mknod of a device.
+    let host_nodes = special_files == Some(SpecialFiles::Host);
+    if let (true, false) = (host_nodes, env.root()) {
+        let span = raw
+            .special_files
+            .as_ref()
+            .map(|v| v.span())
+            .or_else(|| raw.allow_devices.as_ref().map(|v| v.span()))
+            .unwrap_or_else(|| share.span());
+        d.at(
+            span,
+            &name,
+            "special_files \"host\": real device nodes need root; use \"emulate\"".to_owned(),
+        );
+    }
+    let ownership = choice(
+        d,
+        &name,
+        "ownership",
+        &raw.ownership,
+        Ownership::default_for_euid(env.euid),
+        &Ownership::NAMES,
+    );
     let page = settings::dax::host_page_size();
     let dax_window = match &raw.dax_window {
         None => Some(0),
@@ -413,7 +460,8 @@ fn check_share(
         rlimit_nofile: rlimit_nofile?,
         restart: restart?,
         sandbox: sandbox?,
-        allow_devices: flag(&raw.allow_devices, false),
+        special_files: special_files?,
+        ownership: ownership?,
         num_request_queues: num_request_queues?,
         seccomp: seccomp?,
         dax_window: dax_window?,

@@ -28,7 +28,9 @@
 //! | `[[share]]` | `rlimit_nofile` | integer | 65536, lowered to the hard limit the worker cannot raise | the guest's open-file budget (CVE-2020-10717); 64 at least |
 //! | `[[share]]` | `restart` | string | `"on-failure"` | `never` or `on-failure` (backoff 100 ms doubling to 5 s, gives up after 5 failures in 60 s); a clean exit (frontend gone) is always replaced under `fsjail run` |
 //! | `[[share]]` | `sandbox` | string | `"namespace"` | `namespace`, `chroot` (root only), `none` (debugging only) |
-//! | `[[share]]` | `allow_devices` | bool | `false` | keep CAP_MKNOD so the guest can create device nodes |
+//! | `[[share]]` | `special_files` | string | `"emulate"` | a guest `mknod` of a device: `emulate` (an empty regular host file, the device recorded in `user.fsjail.stat`), `host` (a real node; keeps CAP_MKNOD), `refuse` (EPERM) |
+//! | `[[share]]` | `allow_devices` | bool | none | the old spelling: `true` is `special_files = "host"`, `false` is `"refuse"`; not together with `special_files` |
+//! | `[[share]]` | `ownership` | string | `"host"` as root, `"emulate"` otherwise | a guest chown: `host` (chown(2) on the host file) or `emulate` (an owner the host cannot hold is recorded in `user.fsjail.stat`) |
 //! | `[[share]]` | `num_request_queues` | integer | 1 | 1 to 64, one thread each |
 
 mod check;
@@ -43,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use settings::CachePolicy;
+use settings::{CachePolicy, Ownership, SpecialFiles};
 
 pub use error::{Diagnostic, PolicyError};
 
@@ -94,8 +96,12 @@ pub struct ShareConfig {
     pub rlimit_nofile: u64,
     pub restart: RestartPolicy,
     pub sandbox: SandboxMode,
-    /// Keep CAP_MKNOD so the guest can create device nodes. Default false.
-    pub allow_devices: bool,
+    /// What a guest `mknod` of a character or block device does (default: emulate).
+    #[serde(default, with = "as_str")]
+    pub special_files: SpecialFiles,
+    /// Where a guest's chown goes (default: the host as root, emulated otherwise).
+    #[serde(default = "defaults::ownership", with = "as_str")]
+    pub ownership: Ownership,
     /// Request queues, each served by its own thread (1..=64).
     pub num_request_queues: usize,
     /// What the worker's seccomp filter does to a call outside its allowlist.
@@ -158,7 +164,8 @@ impl ShareConfig {
             dax_window: self.dax_window,
             blksize: self.blksize,
             max_write: self.max_write,
-            allow_devices: self.allow_devices,
+            special_files: self.special_files,
+            ownership: self.ownership,
         }
     }
 }
@@ -254,6 +261,11 @@ pub mod defaults {
     pub const POLICY_MAX_BYTES: u64 = 1 << 20;
     /// The kernel accepts at most 340 lines in a uid_map/gid_map.
     pub const ID_MAP_MAX_LINES: usize = 340;
+    /// `ownership` when the policy does not say: `host` for a root broker, `emulate` for one
+    /// that can chown to no id but its own.
+    pub fn ownership() -> settings::Ownership {
+        settings::Ownership::default_for_euid(super::env::Env::current().euid)
+    }
 }
 
 /// Reads, parses and checks the policy at `path`. No side effects: nothing is created.
@@ -331,13 +343,19 @@ impl ShareConfig {
             rlimit_nofile: env::default_rlimit_nofile(),
             restart: RestartPolicy::OnFailure,
             sandbox: SandboxMode::Namespace,
-            allow_devices: false,
+            special_files: SpecialFiles::default(),
+            ownership: defaults::ownership(),
             num_request_queues: defaults::NUM_REQUEST_QUEUES,
             seccomp: seccomp::Mode::Kill,
             dax_window: 0,
             blksize: defaults::BLKSIZE,
             max_write: defaults::MAX_WRITE,
         }
+    }
+
+    /// Whether the worker keeps CAP_MKNOD: only for real device nodes on the host.
+    pub fn allow_devices(&self) -> bool {
+        self.special_files == SpecialFiles::Host
     }
 
     /// Creates `path` (mode 0700, one level) when `create` is set and it is missing. Called by
@@ -347,7 +365,29 @@ impl ShareConfig {
     }
 }
 
-/// `CachePolicy` lives in `devices` without serde; it travels as its `Display` string.
+/// Settings that live in `settings` without serde travel as their `Display` string.
+mod as_str {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(t: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(t)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `CachePolicy` lives in `settings` without serde; it travels as its `Display` string.
 mod cache_policy_str {
     use serde::{Deserialize, Deserializer, Serializer};
     use settings::CachePolicy;

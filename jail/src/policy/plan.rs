@@ -67,7 +67,7 @@ fn describe_step(step: Step, share: &ShareConfig, euid: u32, egid: u32) -> Strin
         Step::CloseFds => "every fd closed but the listener, the control socket and the filesystem's own".to_owned(),
         Step::Credentials => {
             let mut caps: Vec<String> =
-                creds::worker_caps(share.allow_devices).iter().map(|c| c.to_string()).collect();
+                creds::worker_caps(share.allow_devices()).iter().map(|c| c.to_string()).collect();
             caps.sort();
             format!(
                 "supplementary groups dropped; bounding, permitted and effective capabilities: {}; ambient and inheritable empty",

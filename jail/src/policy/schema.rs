@@ -49,6 +49,8 @@ pub(crate) struct RawShare {
     pub restart: Option<Spanned<String>>,
     pub sandbox: Option<Spanned<String>>,
     pub allow_devices: Option<Spanned<bool>>,
+    pub special_files: Option<Spanned<String>>,
+    pub ownership: Option<Spanned<String>>,
     pub num_request_queues: Option<Spanned<i64>>,
     pub seccomp: Option<Spanned<String>>,
     pub dax_window: Option<Spanned<RawSize>>,

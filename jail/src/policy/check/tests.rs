@@ -7,6 +7,8 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use super::{check_with, Env};
+use settings::{Ownership, SpecialFiles};
+
 use crate::policy::{schema, IdMap, Policy, PolicyError, RestartPolicy, SandboxMode};
 
 struct Fixture {
@@ -88,7 +90,9 @@ fn minimal_share_gets_every_default() {
     assert_eq!(s.tag, "a");
     assert_eq!(s.path, f.root().join("a"));
     assert_eq!(s.socket, f.root().join("run/a.sock"));
-    assert!(!s.readonly && !s.xattr && !s.allow_devices && !s.create);
+    assert!(!s.readonly && !s.xattr && !s.allow_devices() && !s.create);
+    assert_eq!(s.special_files, SpecialFiles::Emulate);
+    assert_eq!(s.ownership, Ownership::Host, "root's default");
     assert_eq!(s.cache, settings::CachePolicy::Auto);
     assert_eq!(s.restart, RestartPolicy::OnFailure);
     assert_eq!(s.sandbox, SandboxMode::Namespace);
@@ -119,7 +123,8 @@ num_request_queues = 4
 ");
     let s = &p.shares[0];
     assert_eq!(s.socket, f.root().join("s.sock"));
-    assert!(s.readonly && s.xattr && s.allow_devices);
+    assert!(s.readonly && s.xattr && s.allow_devices());
+    assert_eq!(s.special_files, SpecialFiles::Host);
     assert_eq!(s.cache, settings::CachePolicy::Never);
     assert_eq!(
         s.uid_map,
@@ -149,7 +154,7 @@ fn unknown_key_in_share() {
     let f = Fixture::new();
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\ncahce = \"never\"\n"),
-        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`"
+        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`"
     );
 }
 
@@ -535,5 +540,51 @@ fn guest_id_zero_must_be_mapped() {
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nuid_map = [{ guest = 1, host = 1000, count = 1 }]\n"),
         "policy.toml:8: share \"a\": uid_map: no entry maps guest id 0; the worker runs as id 0 in its user namespace"
+    );
+}
+
+#[test]
+fn special_files_and_ownership() {
+    let f = Fixture::new();
+    let share = |extra: &str| format!("[[share]]\ntag = \"a\"\npath = \"a\"\n{extra}");
+    for (extra, want) in [
+        ("special_files = \"emulate\"\n", SpecialFiles::Emulate),
+        ("special_files = \"host\"\n", SpecialFiles::Host),
+        ("special_files = \"refuse\"\n", SpecialFiles::Refuse),
+        // The old key keeps its meaning.
+        ("allow_devices = true\n", SpecialFiles::Host),
+        ("allow_devices = false\n", SpecialFiles::Refuse),
+    ] {
+        let p = f.ok(&share(extra));
+        assert_eq!(p.shares[0].special_files, want, "{extra}");
+        assert_eq!(p.shares[0].allow_devices(), want == SpecialFiles::Host);
+    }
+    assert_eq!(
+        f.err(&share("special_files = \"real\"\n")),
+        "policy.toml:8: share \"a\": special_files \"real\": expected one of \"emulate\", \"host\", \"refuse\""
+    );
+    assert_eq!(
+        f.err(&share("allow_devices = true\nspecial_files = \"host\"\n")),
+        "policy.toml:8: share \"a\": allow_devices: give only special_files (\"emulate\", \"host\" or \"refuse\"), the key that replaced it"
+    );
+
+    assert_eq!(
+        f.err_as(1000, &share("uid_map = [{ guest = 0, host = 1000, count = 1 }]\ngid_map = [{ guest = 0, host = 1000, count = 1 }]\nspecial_files = \"host\"\n")),
+        "policy.toml:10: share \"a\": special_files \"host\": real device nodes need root; use \"emulate\""
+    );
+
+    let p = f.ok(&share("ownership = \"emulate\"\n"));
+    assert_eq!(p.shares[0].ownership, Ownership::Emulate);
+    let p = f
+        .parse_as(1000, &share("uid_map = [{ guest = 0, host = 1000, count = 1 }]\ngid_map = [{ guest = 0, host = 1000, count = 1 }]\n"))
+        .unwrap();
+    assert_eq!(
+        p.shares[0].ownership,
+        Ownership::Emulate,
+        "an unprivileged broker's default"
+    );
+    assert_eq!(
+        f.err(&share("ownership = \"guest\"\n")),
+        "policy.toml:8: share \"a\": ownership \"guest\": expected one of \"host\", \"emulate\""
     );
 }
