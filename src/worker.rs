@@ -2,9 +2,9 @@
 //! `jail::spawn`), with its control socket on fd 3 and nothing else.
 //!
 //! The worker receives its share's settings and the listening socket from the broker, enters
-//! its jail (`jail::enter`: steps 3 to 9, seccomp last), builds the share's device
-//! (`devices::share::ShareDevice`), tells the broker it is ready, and serves one frontend
-//! connection. It exits 0 when the frontend disconnects (the broker then starts a fresh worker
+//! its jail (`jail::enter`: steps 3 to 9, seccomp last), building the share's device
+//! (`devices::share::ShareDevice`) inside it just before the filter, tells the broker it is
+//! ready, and serves one frontend connection. It exits 0 when the frontend disconnects (the broker then starts a fresh worker
 //! on the same socket) or on SIGTERM.
 
 use std::io;
@@ -50,8 +50,6 @@ pub enum WorkerError {
     Jail(#[from] JailError),
     #[error("share {tag:?}: {source}")]
     Share { tag: String, source: ShareError },
-    #[error("share {tag:?}: {source}")]
-    Device { tag: String, source: DeviceError },
     #[error("telling the broker the worker is ready: {0}")]
     Ready(HandoverError),
     #[error(transparent)]
@@ -67,6 +65,8 @@ pub enum ShareError {
     Root(io::Error),
     #[error("importing its root into the passthrough filesystem: {0}")]
     Import(io::Error),
+    #[error(transparent)]
+    Device(DeviceError),
 }
 
 pub fn main(args: WorkerArgs) -> ExitCode {
@@ -105,18 +105,19 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         keep: &[listener.as_raw_fd()],
         setgroups_denied: handover.setgroups_denied,
     };
-    let share_fs = enter::enter(&jail, |paths| open_share(&share, paths), import_share).map_err(
-        |e| match e {
-            EnterError::Jail(e) => WorkerError::Jail(e),
-            EnterError::Open(source) => WorkerError::Share {
-                tag: share.tag.clone(),
-                source,
-            },
+    let build = |share_fs| ShareDevice::build(&settings, share_fs).map_err(ShareError::Device);
+    let device = enter::enter(
+        &jail,
+        |paths| open_share(&share, paths),
+        import_share,
+        build,
+    )
+    .map_err(|e| match e {
+        EnterError::Jail(e) => WorkerError::Jail(e),
+        EnterError::Open(source) => WorkerError::Share {
+            tag: share.tag.clone(),
+            source,
         },
-    )?;
-    let device = ShareDevice::build(&settings, share_fs).map_err(|source| WorkerError::Device {
-        tag: share.tag.clone(),
-        source,
     })?;
 
     handover::send_ready(&control).map_err(WorkerError::Ready)?;

@@ -45,7 +45,7 @@ pub struct SharePaths<'a> {
     pub served: &'a Path,
 }
 
-/// A step failed, or the worker's own opening of its share did.
+/// A step failed, or the worker's own opening (or building) of its share did.
 #[derive(Debug, Error)]
 pub enum EnterError<E: std::error::Error + 'static> {
     #[error(transparent)]
@@ -54,18 +54,21 @@ pub enum EnterError<E: std::error::Error + 'static> {
     Open(E),
 }
 
-/// Jails the calling process and returns what `open` and `import` built of the share.
+/// Jails the calling process and returns what `build` made of the share.
 ///
 /// `open_share` runs with the share at [`SharePaths::now`] and `/proc` reachable: it opens what needs
 /// either (the passthrough filesystem and the share's root descriptor). `import_share` runs after the
 /// chroot, when the root is the share. Every descriptor the two open stays open; every other
-/// one not in [`Jail::keep`] is closed (step 6). With sandbox `none` there is no chroot and no
+/// one not in [`Jail::keep`] is closed (step 6). `build` runs after steps 3 to 8, just before the
+/// seccomp filter: what it sets up (the device, its threads) may still make calls the filter
+/// forbids, but only with the jail's credentials. With sandbox `none` there is no chroot and no
 /// steps 5 to 8, but the seccomp filter (step 9) is still installed as the share says.
-pub fn enter<P, S, E>(
+pub fn enter<P, S, T, E>(
     jail: &Jail<'_>,
     open_share: impl FnOnce(SharePaths<'_>) -> Result<P, E>,
     import_share: impl FnOnce(P) -> Result<S, E>,
-) -> Result<S, EnterError<E>>
+    build: impl FnOnce(S) -> Result<T, E>,
+) -> Result<T, EnterError<E>>
 where
     E: std::error::Error + 'static,
 {
@@ -88,8 +91,9 @@ where
             open_then_chroot(jail, &share.path, open_share, import_share)?
         }
     };
+    let built = build(opened).map_err(EnterError::Open)?;
     seccomp::install(share.seccomp).map_err(JailError::from)?;
-    Ok(opened)
+    Ok(built)
 }
 
 /// Step 3's second half with the share opened around it, then steps 5 to 8.
