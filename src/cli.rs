@@ -91,6 +91,11 @@ pub struct ServeArgs {
     #[argh(switch)]
     pub xattr: bool,
 
+    /// tell the guest which directories are other host mounts (FUSE_ATTR_SUBMOUNT), so each
+    /// is its own mount with its own st_dev there; off by default
+    #[argh(switch)]
+    pub announce_submounts: bool,
+
     /// number of request queues, each served by its own thread (default 1)
     #[argh(option, default = "1")]
     pub num_request_queues: usize,

@@ -71,6 +71,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         max_write: args.max_write,
         blksize: args.blksize,
         dax_window: args.dax_window.0,
+        announce_submounts: args.announce_submounts,
         ..ServerOptions::default()
     };
     settings::check_blksize(options.blksize)
@@ -117,6 +118,7 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     share.dax_window = args.dax_window.0;
     share.blksize = args.blksize;
     share.max_write = args.max_write;
+    share.announce_submounts = args.announce_submounts;
     share.restart = RestartPolicy::Never;
     if let Some(limit) = args.rlimit_nofile {
         share.rlimit_nofile = limit;

@@ -164,6 +164,7 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         dax_window: share.dax_window,
         blksize: share.blksize,
         max_write: share.max_write,
+        announce_submounts: share.announce_submounts,
         ..ServerOptions::default()
     };
     let server = Server::try_new(policy, options, Some(prepared.share_root)).map_err(|source| {

@@ -51,6 +51,7 @@ pub struct Translation {
     pub seccomp: Option<&'static str>,
     pub readonly: bool,
     pub xattr: bool,
+    pub announce_submounts: bool,
     pub log_level: Option<&'static str>,
     pub syslog: bool,
     pub rlimit_nofile: Option<u64>,
@@ -287,14 +288,8 @@ fn apply_long(
                 )
             }
         },
-        // fsjail never sets FUSE_ATTR_SUBMOUNT, so pretending to announce submounts would be a
-        // lie the guest cannot detect (st_dev collisions under mount points).
-        "announce-submounts" => {
-            return unsupported(
-                "submounts are not announced to the guest (no FUSE_ATTR_SUBMOUNT); drop the flag or pass --no-announce-submounts (for Kata: remove it from virtio_fs_extra_args)",
-            )
-        }
-        "no-announce-submounts" => {}
+        "announce-submounts" => t.announce_submounts = true,
+        "no-announce-submounts" => t.announce_submounts = false,
         "no-killpriv-v2" => {}
         "killpriv-v2" => return unsupported("FUSE_HANDLE_KILLPRIV_V2 is not offered"),
         // virtiofsd strips O_DIRECT unless told otherwise; fsjail always honours it, which is
@@ -440,9 +435,7 @@ fn apply_legacy(t: &mut Translation, option: &[u8]) -> Result<(), CompatError> {
         "debug" => set(&mut t.log_level, "debug", &flag)?,
         "readdirplus" | "no_writeback" | "no_killpriv_v2" | "no_posix_acl" | "no_security_label" => {}
         "allow_direct_io" => {}
-        "announce_submounts" => {
-            return unsupported("submounts are not announced to the guest (no FUSE_ATTR_SUBMOUNT); drop the option (for Kata: remove it from virtio_fs_extra_args)")
-        }
+        "announce_submounts" => t.announce_submounts = true,
         "no_readdirplus" => return unsupported("READDIRPLUS cannot be turned off"),
         "writeback" => return unsupported("writeback caching is not offered by fsjail serve"),
         "killpriv_v2" => return unsupported("FUSE_HANDLE_KILLPRIV_V2 is not offered"),
@@ -633,6 +626,7 @@ impl Translation {
             (self.readonly, "--readonly"),
             (self.xattr, "--xattr"),
             (self.syslog, "--syslog"),
+            (self.announce_submounts, "--announce-submounts"),
         ] {
             if on {
                 out.push(flag.into());

@@ -439,6 +439,7 @@ fn check_share(
         dax_window: dax_window?,
         blksize: blksize?,
         max_write: super::defaults::MAX_WRITE,
+        announce_submounts: flag(&raw.announce_submounts, false),
     })
 }
 

@@ -30,6 +30,7 @@
 //! | `[[share]]` | `sandbox` | string | `"namespace"` | `namespace`, `chroot` (root only), `none` (debugging only) |
 //! | `[[share]]` | `allow_devices` | bool | `false` | keep CAP_MKNOD so the guest can create device nodes |
 //! | `[[share]]` | `num_request_queues` | integer | 1 | 1 to 64, one thread each |
+//! | `[[share]]` | `announce_submounts` | bool | `false` | mark directories that are other host mounts (FUSE_ATTR_SUBMOUNT): the guest gives each its own st_dev |
 
 mod check;
 mod env;
@@ -111,6 +112,10 @@ pub struct ShareConfig {
     /// files keep the default).
     #[serde(default = "defaults::max_write")]
     pub max_write: u32,
+    /// Tell the guest which directories are other host mounts (FUSE_ATTR_SUBMOUNT), so each
+    /// gets its own st_dev there and inode numbers of two host filesystems never collide.
+    #[serde(default)]
+    pub announce_submounts: bool,
 }
 
 /// One line of a uid/gid map: `count` ids starting at `guest` map to ids starting at `host`.
@@ -321,6 +326,7 @@ impl ShareConfig {
             dax_window: 0,
             blksize: defaults::BLKSIZE,
             max_write: defaults::MAX_WRITE,
+            announce_submounts: false,
         }
     }
 

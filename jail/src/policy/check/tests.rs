@@ -149,7 +149,7 @@ fn unknown_key_in_share() {
     let f = Fixture::new();
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\ncahce = \"never\"\n"),
-        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`"
+        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`"
     );
 }
 
@@ -535,5 +535,18 @@ fn guest_id_zero_must_be_mapped() {
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nuid_map = [{ guest = 1, host = 1000, count = 1 }]\n"),
         "policy.toml:8: share \"a\": uid_map: no entry maps guest id 0; the worker runs as id 0 in its user namespace"
+    );
+}
+
+#[test]
+fn announce_submounts_key() {
+    let f = Fixture::new();
+    let p = f.ok("[[share]]\ntag = \"a\"\npath = \"a\"\n");
+    assert!(!p.shares[0].announce_submounts, "off unless asked for");
+    let p = f.ok("[[share]]\ntag = \"a\"\npath = \"a\"\nannounce_submounts = true\n");
+    assert!(p.shares[0].announce_submounts);
+    assert_eq!(
+        f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nannounce_submounts = 1\n"),
+        "policy.toml:8: share \"a\": announce_submounts: invalid type: integer `1`, expected a boolean"
     );
 }
