@@ -96,6 +96,11 @@ pub struct ServeArgs {
     #[argh(switch)]
     pub announce_submounts: bool,
 
+    /// live migration, on the destination: what to do with a file the guest knew or had open
+    /// that cannot be found again: abort (default: fail the migration) or guest-error (EIO on it)
+    #[argh(option, default = "devices::migration::MigrationOnError::Abort")]
+    pub migration_on_error: devices::migration::MigrationOnError,
+
     /// number of request queues, each served by its own thread (default 1)
     #[argh(option, default = "1")]
     pub num_request_queues: usize,

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use devices::dax::{settings, SettingsError};
 use devices::fs::{self, ShareOptions, SharePolicy};
 use devices::fuse::server::{Server, ServerOptions};
+use devices::migration::transfer::ShareState;
+use devices::migration::Tracked;
 use devices::vhost_user::{self, FsBackend};
 use log::info;
 use thiserror::Error;
@@ -119,6 +121,7 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     share.blksize = args.blksize;
     share.max_write = args.max_write;
     share.announce_submounts = args.announce_submounts;
+    share.migration_on_error = args.migration_on_error;
     share.restart = RestartPolicy::Never;
     if let Some(limit) = args.rlimit_nofile {
         share.rlimit_nofile = limit;
@@ -163,17 +166,25 @@ fn serve_unjailed(
     let nofile = crate::serve_setup::apply_rlimit_nofile(args.rlimit_nofile)?;
     log::debug!("open-file limit {nofile}");
 
-    let passthrough = fs::new_passthrough(&share)?;
-    let policy = SharePolicy::new(passthrough, args.readonly);
+    let passthrough = Arc::new(fs::new_passthrough(&share)?);
+    let policy = SharePolicy::new(passthrough.clone(), args.readonly);
+    // Unjailed, the passthrough's descriptors name inodes by host path, under the share's root.
+    let tracked = Tracked::new(policy, args.migration_on_error).with_paths(
+        Box::new(move |inode| passthrough.readlinkat_proc_file(inode)),
+        root.clone(),
+    );
     let share_root = fs::open_share_root(&root).map_err(|source| ServeError::SharedDir {
         path: root.clone(),
         source,
     })?;
     let dax_window = options.dax_window;
-    let server = Server::try_new(policy, options, Some(share_root))
+    let server = Server::try_new(tracked, options, Some(share_root))
         .map_err(|e| ServeError::DaxWindow(dax_window, e))?;
     let server = Arc::new(server);
-    let backend = Arc::new(FsBackend::new(server, args.num_request_queues)?);
+    let backend = Arc::new(
+        FsBackend::new(server.clone(), args.num_request_queues)?
+            .with_migration(Arc::new(ShareState::new(server))),
+    );
 
     info!("serving {} on {socket_name}", root.display());
     // READY=1 goes out before the filter: sd_notify needs socket(2), which the filter forbids.

@@ -30,6 +30,8 @@ use std::sync::Arc;
 use argh::FromArgs;
 use devices::fs::{self, ShareOptions, SharePolicy};
 use devices::fuse::server::{Server, ServerOptions};
+use devices::migration::transfer::ShareState;
+use devices::migration::Tracked;
 use devices::vhost_user::{self, FsBackend};
 use fuse_backend_rs::passthrough::PassthroughFs;
 use jail::handover::{self, HandoverError};
@@ -167,13 +169,30 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         announce_submounts: share.announce_submounts,
         ..ServerOptions::default()
     };
-    let server = Server::try_new(policy, options, Some(prepared.share_root)).map_err(|source| {
-        WorkerError::Settings {
-            tag: share.tag.clone(),
-            source,
-        }
-    })?;
-    let backend = Arc::new(FsBackend::new(Arc::new(server), share.num_request_queues)?);
+    // What the guest knows, kept so a live migration can hand it to the next worker. Paths come
+    // from the passthrough's own descriptors: relative to our root, which is the share when
+    // jailed.
+    let names = passthrough.clone();
+    let names_root = match share.sandbox {
+        SandboxMode::None => share.path.clone(),
+        _ => std::path::PathBuf::from("/"),
+    };
+    let tracked = Tracked::new(policy, share.migration_on_error).with_paths(
+        Box::new(move |inode| names.readlinkat_proc_file(inode)),
+        names_root,
+    );
+    let server =
+        Server::try_new(tracked, options, Some(prepared.share_root)).map_err(|source| {
+            WorkerError::Settings {
+                tag: share.tag.clone(),
+                source,
+            }
+        })?;
+    let server = Arc::new(server);
+    let backend = Arc::new(
+        FsBackend::new(server.clone(), share.num_request_queues)?
+            .with_migration(Arc::new(ShareState::new(server))),
+    );
 
     // Step 9, last: the filter forbids what the steps above needed (mount, setgroups, ...).
     // Installed on every thread (TSYNC) before the first byte from a frontend is read; the

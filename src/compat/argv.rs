@@ -52,6 +52,7 @@ pub struct Translation {
     pub readonly: bool,
     pub xattr: bool,
     pub announce_submounts: bool,
+    pub migration_on_error: Option<&'static str>,
     pub log_level: Option<&'static str>,
     pub syslog: bool,
     pub rlimit_nofile: Option<u64>,
@@ -335,9 +336,28 @@ fn apply_long(
         "writeback" => return unsupported("writeback caching is not offered by fsjail serve"),
         "no-readdirplus" => return unsupported("READDIRPLUS cannot be turned off"),
         "allow-mmap" => return unsupported("no cache mode of fsjail restricts mmap"),
-        "migration-mode" | "migration-on-error" | "migration-verify-handles"
-        | "migration-confirm-paths" => {
-            return unsupported("live migration is not supported (\"migrate-precopy\" is not announced)")
+        // fsjail names every inode the guest knows by its path at save time and confirms it
+        // (same device and inode), which is virtiofsd's find-paths with confirmed paths.
+        "migration-mode" => match text().as_str() {
+            "find-paths" => {}
+            "file-handles" => {
+                return unsupported(
+                    "open_by_handle_at needs CAP_DAC_READ_SEARCH, which the jail never keeps; use find-paths",
+                )
+            }
+            _ => return Err(bad(flag, &text(), "expected find-paths or file-handles")),
+        },
+        "migration-confirm-paths" => {}
+        "migration-verify-handles" => {
+            return unsupported("file handles are not used for migration (find-paths only)")
+        }
+        "migration-on-error" => {
+            let policy = match text().as_str() {
+                "abort" => "abort",
+                "guest-error" => "guest-error",
+                _ => return Err(bad(flag, &text(), "expected abort or guest-error")),
+            };
+            set(&mut t.migration_on_error, policy, flag)?;
         }
         _ => return Err(CompatError::Unknown { flag: flag.to_owned() }),
     }
@@ -621,6 +641,9 @@ impl Translation {
         }
         if let Some(n) = self.rlimit_nofile {
             push("--rlimit-nofile", OsStr::new(&n.to_string()));
+        }
+        if let Some(policy) = self.migration_on_error {
+            push("--migration-on-error", OsStr::new(policy));
         }
         for (on, flag) in [
             (self.readonly, "--readonly"),

@@ -57,11 +57,15 @@ Translated to fsjail serve:
   --rlimit-nofile N           open-file limit (0: unchanged)
   --announce-submounts        tell the guest which directories are other host mounts
                               (-o announce_submounts; --no-announce-submounts: off)
+  --migration-on-error abort|guest-error
+                              live migration: a file that is gone on the destination
+                              fails the migration, or answers EIO
 
 Accepted because fsjail already behaves that way:
   --thread-pool-size 0|1      each request queue is served on its own thread
   --no-killpriv-v2, --allow-direct-io,
-  --inode-file-handles never|prefer, --posix-acl=never, --security-label=never,
+  --inode-file-handles never|prefer, --migration-mode find-paths,
+  --migration-confirm-paths, --posix-acl=never, --security-label=never,
   -f, -o no_flock, -o no_posix_lock, -o readdirplus, -o no_writeback
 
 Refused (fsjail does not do what they ask):
@@ -69,7 +73,8 @@ Refused (fsjail does not do what they ask):
   --tag, --xattrmap, --modcaps, --uid-map, --gid-map, --translate-uid,
   --translate-gid, --writeback, --no-readdirplus, --allow-mmap, --killpriv-v2,
   --preserve-noatime, --cache metadata, --thread-pool-size N>1,
-  --inode-file-handles mandatory, --migration-*,
+  --inode-file-handles mandatory, --migration-mode file-handles,
+  --migration-verify-handles,
   -o flock, -o posix_lock and the other -o options
   naming these features
 

@@ -209,9 +209,8 @@ fn every_refusal_names_its_flag() {
         &["--killpriv-v2"],
         &["--preserve-noatime"],
         &["--migration-mode=file-handles"],
-        &["--migration-on-error=abort"],
+        &["--migration-on-error=ignore"],
         &["--migration-verify-handles"],
-        &["--migration-confirm-paths"],
         &["--cache=metadata"],
         &["--thread-pool-size=64"],
         &["--inode-file-handles=mandatory"],
@@ -365,4 +364,31 @@ fn capabilities_json_shape() {
     assert!(caps.contains("\"type\": \"fs\""));
     assert!(caps.contains("\"separate-options\""));
     assert!(!caps.contains("migrate-precopy"));
+}
+
+#[test]
+fn migration_flags() {
+    let base = ["--fd=3", "--shared-dir=/s"];
+    let t = serve(
+        &[
+            &base[..],
+            &["--migration-mode=find-paths", "--migration-confirm-paths"],
+        ]
+        .concat(),
+    );
+    assert_eq!(t.migration_on_error, None);
+    assert_eq!(t.serve_args().len(), 4);
+    for policy in ["abort", "guest-error"] {
+        let flag = format!("--migration-on-error={policy}");
+        let t = serve(&[&base[..], &[flag.as_str()]].concat());
+        assert_eq!(t.migration_on_error, Some(policy));
+        let args = t.serve_args();
+        let at = args
+            .iter()
+            .position(|a| a == "--migration-on-error")
+            .unwrap();
+        assert_eq!(args[at + 1], policy);
+    }
+    let e = err(&[&base[..], &["--migration-mode", "file-handles"]].concat());
+    assert!(e.to_string().contains("find-paths"), "{e}");
 }

@@ -366,6 +366,14 @@ fn check_share(
         },
     };
 
+    let migration_on_error = choice(
+        d,
+        &name,
+        "migration_on_error",
+        &raw.migration_on_error,
+        devices::migration::MigrationOnError::Abort,
+        devices::migration::MigrationOnError::NAMES,
+    );
     let seccomp = choice(
         d,
         &name,
@@ -440,6 +448,7 @@ fn check_share(
         blksize: blksize?,
         max_write: super::defaults::MAX_WRITE,
         announce_submounts: flag(&raw.announce_submounts, false),
+        migration_on_error: migration_on_error?,
     })
 }
 

@@ -30,6 +30,7 @@
 //! | `[[share]]` | `sandbox` | string | `"namespace"` | `namespace`, `chroot` (root only), `none` (debugging only) |
 //! | `[[share]]` | `allow_devices` | bool | `false` | keep CAP_MKNOD so the guest can create device nodes |
 //! | `[[share]]` | `num_request_queues` | integer | 1 | 1 to 64, one thread each |
+//! | `[[share]]` | `migration_on_error` | string | `"abort"` | a live migration's destination, for a file the guest knew that is gone: `abort` the migration or answer `guest-error` (EIO) on it |
 //! | `[[share]]` | `announce_submounts` | bool | `false` | mark directories that are other host mounts (FUSE_ATTR_SUBMOUNT): the guest gives each its own st_dev |
 
 mod check;
@@ -44,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use devices::fs::CachePolicy;
+use devices::migration::MigrationOnError;
 use serde::{Deserialize, Serialize};
 
 pub use error::{Diagnostic, PolicyError};
@@ -116,6 +118,10 @@ pub struct ShareConfig {
     /// gets its own st_dev there and inode numbers of two host filesystems never collide.
     #[serde(default)]
     pub announce_submounts: bool,
+    /// What a migration destination does with a file the guest had open or knew that is gone:
+    /// fail the migration, or answer EIO on it.
+    #[serde(default, with = "migration_on_error_str")]
+    pub migration_on_error: MigrationOnError,
 }
 
 /// One line of a uid/gid map: `count` ids starting at `guest` map to ids starting at `host`.
@@ -327,6 +333,7 @@ impl ShareConfig {
             blksize: defaults::BLKSIZE,
             max_write: defaults::MAX_WRITE,
             announce_submounts: false,
+            migration_on_error: MigrationOnError::Abort,
         }
     }
 
@@ -347,6 +354,21 @@ mod cache_policy_str {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CachePolicy, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `MigrationOnError` lives in `devices` without serde; it travels as its `Display` string.
+mod migration_on_error_str {
+    use devices::migration::MigrationOnError;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &MigrationOnError, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(m)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MigrationOnError, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }

@@ -10,6 +10,7 @@ mod attr;
 mod bounce;
 mod names;
 mod ops;
+mod session;
 mod submounts;
 
 use std::fs::File;
@@ -28,6 +29,7 @@ use crate::transport::{Reader, Writer};
 
 pub use attr::attr_from_stat;
 pub use names::NameError;
+pub use session::SessionError;
 
 /// Largest name part of any request: two entry names or a name and a symlink target.
 const MAX_NAMES_LEN: usize = abi::PATH_MAX + 1 + abi::NAME_MAX + 1;
@@ -130,6 +132,8 @@ pub struct Server<F> {
     handles: Arc<OpenHandles>,
     /// Whether FUSE_SUBMOUNTS was negotiated in INIT (announce_submounts and the guest's offer).
     submounts: AtomicBool,
+    /// The capabilities granted in INIT (flags | flags2 << 32), for a migration's state.
+    granted: AtomicU64,
 }
 
 /// Errors that only end one request; the guest gets the errno.
@@ -201,6 +205,7 @@ where
             dax,
             handles: Arc::default(),
             submounts: AtomicBool::new(false),
+            granted: AtomicU64::new(0),
         }
     }
 
@@ -314,6 +319,7 @@ where
             & (SERVER_CAPABILITIES | dax_caps | submount_caps | (fs_wants & FS_CAPABILITIES));
         self.submounts
             .store(enabled & init_flags::SUBMOUNTS != 0, Ordering::Release);
+        self.granted.store(enabled, Ordering::Release);
         let map_alignment = match &self.dax {
             Some(dax) if enabled & init_flags::MAP_ALIGNMENT != 0 => dax.window().map_alignment(),
             _ => 0,

@@ -1,0 +1,1122 @@
+//! What the guest knows, kept at the `FileSystem` trait so it can be migrated.
+//!
+//! [`Tracked`] hands the guest its own node ids and file handles and translates them to the
+//! inner filesystem's on every call. On the source that costs one map lookup per id; what it
+//! buys is the destination's ability to serve the *same* ids: after [`Tracked::restore`] each
+//! id the guest holds maps to the inode (or handle) re-opened there, whatever number the inner
+//! filesystem gave it. PassthroughFs keeps its own table private, so this record (lookup
+//! counts, forgets, opens and releases) is ours.
+//!
+//! Paths are not kept: a node's path is read when the state is saved, through the inner
+//! filesystem's own descriptor for it (`/proc/self/fd/N`, see [`PathFn`]), and confirmed by
+//! comparing the device and inode of that path with the descriptor's. A file deleted while the
+//! guest knows it has no path; on the destination it follows [`MigrationOnError`].
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use fuse_backend_rs::abi::fuse_abi::{stat64, statvfs64, CreateIn};
+use fuse_backend_rs::abi::virtio_fs::RemovemappingOne;
+use fuse_backend_rs::api::filesystem::{
+    Context, DirEntry, Entry, FileLock, FileSystem, FsOptions, GetxattrReply, IoctlData,
+    ListxattrReply, OpenOptions, SetattrValid, ZeroCopyReader, ZeroCopyWriter,
+};
+use fuse_backend_rs::transport::FsCacheReqHandler;
+
+use super::format::{HandleRecord, Kind, NodeRecord, ROOT};
+
+/// Names an inner inode by its current path: relative to the worker's root (the share in a
+/// jail), or absolute (unjailed; the resolver then strips the share's root).
+pub type PathFn = Box<dyn Fn(u64) -> io::Result<PathBuf> + Send + Sync>;
+
+/// What the destination does with a node or handle it cannot re-open (virtiofsd's
+/// `--migration-on-error`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MigrationOnError {
+    /// Fail the load: CHECK_DEVICE_STATE fails and the migration is aborted.
+    #[default]
+    Abort,
+    /// Load anyway; every request on that node or handle answers EIO.
+    GuestError,
+}
+
+impl MigrationOnError {
+    pub const NAMES: &'static [&'static str] = &["abort", "guest-error"];
+}
+
+impl fmt::Display for MigrationOnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MigrationOnError::Abort => "abort",
+            MigrationOnError::GuestError => "guest-error",
+        })
+    }
+}
+
+/// A `migration_on_error` value that is none of [`MigrationOnError::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid migration error policy {0:?}: expected \"abort\" or \"guest-error\"")]
+pub struct ParseMigrationOnError(pub String);
+
+impl FromStr for MigrationOnError {
+    type Err = ParseMigrationOnError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "abort" => Ok(MigrationOnError::Abort),
+            "guest-error" => Ok(MigrationOnError::GuestError),
+            _ => Err(ParseMigrationOnError(s.to_owned())),
+        }
+    }
+}
+
+/// Why a state could not be saved or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    #[error("this share's filesystem cannot name its inodes, so its state cannot be saved")]
+    NoPaths,
+    #[error("the destination already serves a guest (it holds {0} nodes or handles)")]
+    NotFresh(usize),
+    #[error("node {node} ({path}): cannot be found again: {source}")]
+    Vanished {
+        node: u64,
+        path: String,
+        source: io::Error,
+    },
+    #[error("handle {fh} on node {node}: cannot be re-opened: {source}")]
+    Reopen {
+        fh: u64,
+        node: u64,
+        source: io::Error,
+    },
+}
+
+struct Node {
+    /// The inner filesystem's inode; 0 for a broken node (it answers EIO).
+    inner: u64,
+    /// The guest's lookup count.
+    lookups: u64,
+    /// Lookups we made on the inner inode; all are forgotten when the guest's count is 0.
+    inner_refs: u64,
+    generation: u64,
+    kind: Kind,
+    /// Open handles on it. A node the guest forgot while it still has the file open (Linux
+    /// does that) stays until the last handle is released, so the handle keeps working and can
+    /// be migrated.
+    handles: u64,
+}
+
+struct Open {
+    /// The inner handle; `None` for a broken handle (it answers EIO).
+    inner: Option<u64>,
+    node: u64,
+    flags: u32,
+    dir: bool,
+}
+
+struct Tables {
+    nodes: HashMap<u64, Node>,
+    by_inner: HashMap<u64, u64>,
+    handles: HashMap<u64, Open>,
+    next_node: u64,
+    next_handle: u64,
+}
+
+/// A released handle: see [`Tracked::take_handle`].
+struct Taken {
+    handle: Option<u64>,
+    inode: u64,
+    forget: Option<(u64, u64)>,
+}
+
+/// Saved tables: what [`Tracked::snapshot`] returns.
+pub struct Snapshot {
+    pub nodes: Vec<NodeRecord>,
+    pub handles: Vec<HandleRecord>,
+    pub next_node: u64,
+    pub next_handle: u64,
+}
+
+/// The tracking wrapper around an inner filesystem whose root is node 1.
+pub struct Tracked<F> {
+    inner: F,
+    tables: RwLock<Tables>,
+    /// Names inner inodes, and the directory their names are under (the share's root as the
+    /// resolver sees it: `/` in a jail).
+    paths: Option<(PathFn, PathBuf)>,
+    on_error: MigrationOnError,
+}
+
+fn ebadf() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
+}
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
+}
+
+fn kind_of(mode: u32) -> Kind {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => Kind::File,
+        libc::S_IFDIR => Kind::Directory,
+        _ => Kind::Other,
+    }
+}
+
+impl<F> Tracked<F> {
+    /// Wraps `inner`. Without [`Tracked::with_paths`] the state cannot be saved (the share
+    /// still serves and can still be a destination).
+    pub fn new(inner: F, on_error: MigrationOnError) -> Self {
+        Tracked {
+            inner,
+            tables: RwLock::new(Tables {
+                nodes: HashMap::new(),
+                by_inner: HashMap::new(),
+                handles: HashMap::new(),
+                next_node: ROOT + 1,
+                next_handle: 1,
+            }),
+            paths: None,
+            on_error,
+        }
+    }
+
+    /// Names inner inodes with `paths`, whose answers lie under `root` (`/` in a jail, where
+    /// the share is the root; the share's host path unjailed).
+    pub fn with_paths(mut self, paths: PathFn, root: PathBuf) -> Self {
+        self.paths = Some((paths, root));
+        self
+    }
+
+    pub fn inner(&self) -> &F {
+        &self.inner
+    }
+
+    pub fn on_error(&self) -> MigrationOnError {
+        self.on_error
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Nodes and handles the guest holds.
+    pub fn known(&self) -> (usize, usize) {
+        let t = self.read();
+        (t.nodes.len(), t.handles.len())
+    }
+
+    /// The inner inode behind a guest node id.
+    fn node(&self, guest: u64) -> io::Result<u64> {
+        if guest == ROOT {
+            return Ok(ROOT);
+        }
+        match self.read().nodes.get(&guest) {
+            Some(n) if n.inner == 0 => Err(eio()),
+            Some(n) => Ok(n.inner),
+            None => Err(ebadf()),
+        }
+    }
+
+    /// The inner handle behind a guest handle.
+    fn handle(&self, fh: u64) -> io::Result<u64> {
+        match self.read().handles.get(&fh) {
+            Some(Open { inner: Some(h), .. }) => Ok(*h),
+            Some(_) => Err(eio()),
+            None => Err(ebadf()),
+        }
+    }
+
+    fn opt_handle(&self, fh: Option<u64>) -> io::Result<Option<u64>> {
+        fh.map(|h| self.handle(h)).transpose()
+    }
+
+    /// Records one lookup of `entry`'s inode and gives it its guest id.
+    fn register(&self, entry: &mut Entry) {
+        let inner = entry.inode;
+        if inner == 0 || inner == ROOT {
+            return;
+        }
+        let mut t = self.write();
+        if let Some(&guest) = t.by_inner.get(&inner) {
+            if let Some(n) = t.nodes.get_mut(&guest) {
+                n.lookups = n.lookups.saturating_add(1);
+                n.inner_refs = n.inner_refs.saturating_add(1);
+                entry.inode = guest;
+                return;
+            }
+        }
+        let guest = t.next_node;
+        t.next_node += 1;
+        t.nodes.insert(
+            guest,
+            Node {
+                inner,
+                lookups: 1,
+                inner_refs: 1,
+                generation: entry.generation,
+                kind: kind_of(entry.attr.st_mode),
+                handles: 0,
+            },
+        );
+        t.by_inner.insert(inner, guest);
+        entry.inode = guest;
+    }
+
+    /// Undoes one [`Tracked::register`] of `guest` whose inner lookup the inner filesystem
+    /// dropped itself (a READDIRPLUS entry that did not fit).
+    fn unregister(&self, guest: u64) {
+        let mut t = self.write();
+        let Some(n) = t.nodes.get_mut(&guest) else {
+            return;
+        };
+        n.lookups = n.lookups.saturating_sub(1);
+        n.inner_refs = n.inner_refs.saturating_sub(1);
+        if n.lookups == 0 && n.handles == 0 {
+            let inner = n.inner;
+            t.nodes.remove(&guest);
+            if t.by_inner.get(&inner) == Some(&guest) {
+                t.by_inner.remove(&inner);
+            }
+        }
+    }
+
+    /// Takes `count` of the guest's lookups off `guest`; returns the inner inode and its refs
+    /// to forget when the guest's count reached zero.
+    fn drop_lookups(&self, guest: u64, count: u64) -> Option<(u64, u64)> {
+        if guest == ROOT {
+            return None;
+        }
+        let mut t = self.write();
+        let n = t.nodes.get_mut(&guest)?;
+        n.lookups = n.lookups.saturating_sub(count);
+        if n.lookups != 0 || n.handles != 0 {
+            return None;
+        }
+        let (inner, refs) = (n.inner, n.inner_refs);
+        t.nodes.remove(&guest);
+        if t.by_inner.get(&inner) == Some(&guest) {
+            t.by_inner.remove(&inner);
+        }
+        (inner != 0).then_some((inner, refs))
+    }
+
+    fn add_handle(&self, node: u64, inner: Option<u64>, flags: u32, dir: bool) -> Option<u64> {
+        let inner = inner?;
+        let mut t = self.write();
+        if let Some(n) = t.nodes.get_mut(&node) {
+            n.handles += 1;
+        }
+        let fh = t.next_handle;
+        t.next_handle += 1;
+        t.handles.insert(
+            fh,
+            Open {
+                inner: Some(inner),
+                node,
+                flags,
+                dir,
+            },
+        );
+        Some(fh)
+    }
+
+    /// Removes a guest handle; returns its inner handle (`None` if it was broken), the inner
+    /// inode it was opened on, and that inode's refs to forget when the guest had forgotten
+    /// the node already and this was its last handle.
+    fn take_handle(&self, fh: u64) -> io::Result<Taken> {
+        let mut t = self.write();
+        let o = t.handles.remove(&fh).ok_or_else(ebadf)?;
+        if o.node == ROOT {
+            return Ok(Taken {
+                handle: o.inner,
+                inode: ROOT,
+                forget: None,
+            });
+        }
+        let Some(n) = t.nodes.get_mut(&o.node) else {
+            return Ok(Taken {
+                handle: o.inner,
+                inode: 0,
+                forget: None,
+            });
+        };
+        n.handles = n.handles.saturating_sub(1);
+        let inode = n.inner;
+        let mut forget = None;
+        if n.handles == 0 && n.lookups == 0 {
+            let refs = n.inner_refs;
+            t.nodes.remove(&o.node);
+            if t.by_inner.get(&inode) == Some(&o.node) {
+                t.by_inner.remove(&inode);
+            }
+            forget = (inode != 0).then_some((inode, refs));
+        }
+        Ok(Taken {
+            handle: o.inner,
+            inode,
+            forget,
+        })
+    }
+}
+
+impl<F: FileSystem<Inode = u64, Handle = u64>> Tracked<F> {
+    /// The tables as records, each node named by its current path (`None` when it has none).
+    pub fn snapshot(&self) -> Result<Snapshot, TrackError> {
+        let (paths, root) = self.paths.as_ref().ok_or(TrackError::NoPaths)?;
+        let t = self.read();
+        let mut nodes = Vec::with_capacity(t.nodes.len());
+        for (&id, n) in &t.nodes {
+            let path = if n.inner == 0 {
+                None
+            } else {
+                self.confirmed_path(paths, root, n.inner)
+            };
+            nodes.push(NodeRecord {
+                id,
+                generation: n.generation,
+                lookups: n.lookups,
+                kind: n.kind,
+                path,
+            });
+        }
+        nodes.sort_by_key(|n| n.id);
+        let mut handles: Vec<HandleRecord> = t
+            .handles
+            .iter()
+            .map(|(&fh, o)| HandleRecord {
+                fh,
+                node: o.node,
+                flags: o.flags,
+                dir: o.dir,
+            })
+            .collect();
+        handles.sort_by_key(|h| h.fh);
+        Ok(Snapshot {
+            nodes,
+            handles,
+            next_node: t.next_node,
+            next_handle: t.next_handle,
+        })
+    }
+
+    /// The path of an inner inode relative to the share, if the path still leads to the same
+    /// file (same device and inode as the inner filesystem's descriptor). A deleted file's
+    /// name (the kernel's "... (deleted)") leads nowhere, or to another file.
+    fn confirmed_path(&self, paths: &PathFn, root: &Path, inner: u64) -> Option<Vec<u8>> {
+        match self.try_path(paths, root, inner) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                log::warn!("migration: inode {inner} cannot be named: {why}");
+                None
+            }
+        }
+    }
+
+    fn try_path(&self, paths: &PathFn, root: &Path, inner: u64) -> Result<Vec<u8>, String> {
+        let path = paths(inner).map_err(|e| format!("reading its name: {e}"))?;
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (st, _) = self
+            .inner
+            .getattr(&Context::default(), inner, None)
+            .map_err(|e| format!("stat: {e}"))?;
+        if meta.dev() != st.st_dev || meta.ino() != st.st_ino {
+            return Err(format!("{} is another file now", path.display()));
+        }
+        let rel = path
+            .strip_prefix(root)
+            .map_err(|_| format!("{} is outside {}", path.display(), root.display()))?;
+        let rel = rel.as_os_str().as_bytes();
+        super::format::check_path(0, rel).map_err(|e| e.to_string())?;
+        Ok(rel.to_vec())
+    }
+
+    /// Re-creates the guest's nodes and handles from a saved state: each node is looked up
+    /// again component by component from the root (never following a symlink), each handle
+    /// re-opened with its flags (less O_CREAT, O_EXCL and O_TRUNC). Only lookups and opens: the
+    /// share is not changed. With [`MigrationOnError::Abort`] the first failure undoes
+    /// everything done so far and is returned; with `GuestError` the node or handle is kept
+    /// broken (EIO).
+    pub fn restore(
+        &self,
+        nodes: &[NodeRecord],
+        handles: &[HandleRecord],
+        next_node: u64,
+        next_handle: u64,
+    ) -> Result<(), TrackError> {
+        {
+            let t = self.read();
+            let held = t.nodes.len() + t.handles.len();
+            if held != 0 {
+                return Err(TrackError::NotFresh(held));
+            }
+        }
+        let ctx = Context::default();
+        let mut made: HashMap<u64, Node> = HashMap::with_capacity(nodes.len());
+        let mut opened: HashMap<u64, Open> = HashMap::with_capacity(handles.len());
+        let undo = |made: &HashMap<u64, Node>, opened: &HashMap<u64, Open>| {
+            for o in opened.values() {
+                if let (Some(h), Some(n)) = (o.inner, made.get(&o.node).map(|n| n.inner)) {
+                    if o.dir {
+                        let _ = self.inner.releasedir(&ctx, n, 0, h);
+                    } else {
+                        let _ = self.inner.release(&ctx, n, 0, h, false, false, None);
+                    }
+                } else if let (Some(h), true) = (o.inner, o.node == ROOT) {
+                    let _ = self.inner.releasedir(&ctx, ROOT, 0, h);
+                }
+            }
+            for n in made.values() {
+                if n.inner != 0 {
+                    self.inner.forget(&ctx, n.inner, n.inner_refs);
+                }
+            }
+        };
+        for rec in nodes {
+            let found = match &rec.path {
+                Some(p) => self.find(&ctx, p, rec.kind),
+                None => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+            };
+            let inner = match found {
+                Ok(inner) => inner,
+                Err(source) if self.on_error == MigrationOnError::Abort => {
+                    undo(&made, &opened);
+                    return Err(TrackError::Vanished {
+                        node: rec.id,
+                        path: rec
+                            .path
+                            .as_ref()
+                            .map_or("deleted on the source".into(), |p| {
+                                String::from_utf8_lossy(p).into_owned()
+                            }),
+                        source,
+                    });
+                }
+                Err(e) => {
+                    log::warn!(
+                        "migration: node {} ({}) is gone: {e}; the guest gets EIO on it",
+                        rec.id,
+                        rec.path
+                            .as_ref()
+                            .map_or("deleted on the source".into(), |p| {
+                                String::from_utf8_lossy(p).into_owned()
+                            })
+                    );
+                    0
+                }
+            };
+            made.insert(
+                rec.id,
+                Node {
+                    inner,
+                    lookups: rec.lookups,
+                    inner_refs: u64::from(inner != 0),
+                    generation: rec.generation,
+                    kind: rec.kind,
+                    handles: 0,
+                },
+            );
+        }
+        for rec in handles {
+            let node_inner = if rec.node == ROOT {
+                ROOT
+            } else {
+                made.get(&rec.node).map_or(0, |n| n.inner)
+            };
+            let reopened = if node_inner == 0 {
+                Err(eio())
+            } else if rec.dir {
+                self.inner
+                    .opendir(&ctx, node_inner, rec.flags)
+                    .map(|(h, _)| h)
+            } else {
+                let flags = rec.flags & !((libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC) as u32);
+                self.inner
+                    .open(&ctx, node_inner, flags, 0)
+                    .map(|(h, _, _)| h)
+            };
+            let inner = match reopened {
+                Ok(Some(h)) => Some(h),
+                Ok(None) | Err(_) if self.on_error == MigrationOnError::GuestError => None,
+                Ok(None) => {
+                    undo(&made, &opened);
+                    return Err(TrackError::Reopen {
+                        fh: rec.fh,
+                        node: rec.node,
+                        source: io::Error::other("the filesystem gave no handle"),
+                    });
+                }
+                Err(source) => {
+                    undo(&made, &opened);
+                    return Err(TrackError::Reopen {
+                        fh: rec.fh,
+                        node: rec.node,
+                        source,
+                    });
+                }
+            };
+            if let Some(n) = made.get_mut(&rec.node) {
+                n.handles += 1;
+            }
+            opened.insert(
+                rec.fh,
+                Open {
+                    inner,
+                    node: rec.node,
+                    flags: rec.flags,
+                    dir: rec.dir,
+                },
+            );
+        }
+        let mut t = self.write();
+        for (&id, n) in &made {
+            if n.inner != 0 {
+                t.by_inner.entry(n.inner).or_insert(id);
+            }
+        }
+        t.nodes = made;
+        t.handles = opened;
+        t.next_node = t.next_node.max(next_node);
+        t.next_handle = t.next_handle.max(next_handle);
+        Ok(())
+    }
+
+    /// Looks `path` up from the root, one component at a time; the intermediate directories'
+    /// lookups are forgotten again. The last component must be of `kind`.
+    fn find(&self, ctx: &Context, path: &[u8], kind: Kind) -> io::Result<u64> {
+        let mut cur = ROOT;
+        let mut parts = path.split(|&b| b == b'/').peekable();
+        while let Some(part) = parts.next() {
+            let name = CString::new(part).map_err(|_| ebadf())?;
+            let looked = self.inner.lookup(ctx, cur, &name);
+            if cur != ROOT {
+                self.inner.forget(ctx, cur, 1);
+            }
+            let entry = looked?;
+            cur = entry.inode;
+            if parts.peek().is_none() && kind_of(entry.attr.st_mode) != kind {
+                self.inner.forget(ctx, cur, 1);
+                return Err(io::Error::from_raw_os_error(libc::ESTALE));
+            }
+        }
+        Ok(cur)
+    }
+
+    fn forget_inner(&self, ctx: &Context, guest: u64, count: u64) {
+        if let Some((inner, refs)) = self.drop_lookups(guest, count) {
+            self.inner.forget(ctx, inner, refs);
+        }
+    }
+
+    fn entry(&self, r: io::Result<Entry>) -> io::Result<Entry> {
+        let mut e = r?;
+        self.register(&mut e);
+        Ok(e)
+    }
+}
+
+impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Tracked<F> {
+    type Inode = u64;
+    type Handle = u64;
+
+    fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
+        self.inner.init(capable)
+    }
+
+    /// The guest starts over: every node and handle it held is gone with the inner ones.
+    fn destroy(&self) {
+        self.inner.destroy();
+        let mut t = self.write();
+        t.nodes.clear();
+        t.by_inner.clear();
+        t.handles.clear();
+    }
+
+    fn lookup(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
+        let p = self.node(parent)?;
+        self.entry(self.inner.lookup(ctx, p, name))
+    }
+
+    fn forget(&self, ctx: &Context, inode: u64, count: u64) {
+        self.forget_inner(ctx, inode, count);
+    }
+
+    fn batch_forget(&self, ctx: &Context, requests: Vec<(u64, u64)>) {
+        for (inode, count) in requests {
+            self.forget_inner(ctx, inode, count);
+        }
+    }
+
+    fn getattr(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: Option<u64>,
+    ) -> io::Result<(stat64, Duration)> {
+        let i = self.node(inode)?;
+        let h = self.opt_handle(handle)?;
+        self.inner.getattr(ctx, i, h)
+    }
+
+    fn setattr(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        attr: stat64,
+        handle: Option<u64>,
+        valid: SetattrValid,
+    ) -> io::Result<(stat64, Duration)> {
+        let i = self.node(inode)?;
+        let h = self.opt_handle(handle)?;
+        self.inner.setattr(ctx, i, attr, h, valid)
+    }
+
+    fn readlink(&self, ctx: &Context, inode: u64) -> io::Result<Vec<u8>> {
+        self.inner.readlink(ctx, self.node(inode)?)
+    }
+
+    fn symlink(
+        &self,
+        ctx: &Context,
+        linkname: &CStr,
+        parent: u64,
+        name: &CStr,
+    ) -> io::Result<Entry> {
+        let p = self.node(parent)?;
+        self.entry(self.inner.symlink(ctx, linkname, p, name))
+    }
+
+    fn mknod(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        rdev: u32,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        let p = self.node(parent)?;
+        self.entry(self.inner.mknod(ctx, p, name, mode, rdev, umask))
+    }
+
+    fn mkdir(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        let p = self.node(parent)?;
+        self.entry(self.inner.mkdir(ctx, p, name, mode, umask))
+    }
+
+    fn unlink(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()> {
+        self.inner.unlink(ctx, self.node(parent)?, name)
+    }
+
+    fn rmdir(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()> {
+        self.inner.rmdir(ctx, self.node(parent)?, name)
+    }
+
+    fn rename(
+        &self,
+        ctx: &Context,
+        olddir: u64,
+        oldname: &CStr,
+        newdir: u64,
+        newname: &CStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        let o = self.node(olddir)?;
+        let n = self.node(newdir)?;
+        self.inner.rename(ctx, o, oldname, n, newname, flags)
+    }
+
+    fn link(&self, ctx: &Context, inode: u64, newparent: u64, newname: &CStr) -> io::Result<Entry> {
+        let i = self.node(inode)?;
+        let p = self.node(newparent)?;
+        self.entry(self.inner.link(ctx, i, p, newname))
+    }
+
+    fn open(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        flags: u32,
+        fuse_flags: u32,
+    ) -> io::Result<(Option<u64>, OpenOptions, Option<u32>)> {
+        let i = self.node(inode)?;
+        let (h, opts, passthrough) = self.inner.open(ctx, i, flags, fuse_flags)?;
+        Ok((self.add_handle(inode, h, flags, false), opts, passthrough))
+    }
+
+    fn create(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        args: CreateIn,
+    ) -> io::Result<(Entry, Option<u64>, OpenOptions, Option<u32>)> {
+        let p = self.node(parent)?;
+        let flags = args.flags;
+        let (mut entry, h, opts, passthrough) = self.inner.create(ctx, p, name, args)?;
+        self.register(&mut entry);
+        let fh = self.add_handle(entry.inode, h, flags, false);
+        Ok((entry, fh, opts, passthrough))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        w: &mut dyn ZeroCopyWriter,
+        size: u32,
+        offset: u64,
+        lock_owner: Option<u64>,
+        flags: u32,
+    ) -> io::Result<usize> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner
+            .read(ctx, i, h, w, size, offset, lock_owner, flags)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        r: &mut dyn ZeroCopyReader,
+        size: u32,
+        offset: u64,
+        lock_owner: Option<u64>,
+        delayed_write: bool,
+        flags: u32,
+        fuse_flags: u32,
+    ) -> io::Result<usize> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.write(
+            ctx,
+            i,
+            h,
+            r,
+            size,
+            offset,
+            lock_owner,
+            delayed_write,
+            flags,
+            fuse_flags,
+        )
+    }
+
+    fn flush(&self, ctx: &Context, inode: u64, handle: u64, lock_owner: u64) -> io::Result<()> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.flush(ctx, i, h, lock_owner)
+    }
+
+    fn fsync(&self, ctx: &Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.fsync(ctx, i, datasync, h)
+    }
+
+    fn fallocate(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        mode: u32,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<()> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.fallocate(ctx, i, h, mode, offset, length)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn release(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        flags: u32,
+        handle: u64,
+        flush: bool,
+        flock_release: bool,
+        lock_owner: Option<u64>,
+    ) -> io::Result<()> {
+        let _ = inode;
+        let taken = self.take_handle(handle)?;
+        let r = match taken.handle {
+            Some(h) => {
+                self.inner
+                    .release(ctx, taken.inode, flags, h, flush, flock_release, lock_owner)
+            }
+            None => Ok(()),
+        };
+        if let Some((i, refs)) = taken.forget {
+            self.inner.forget(ctx, i, refs);
+        }
+        r
+    }
+
+    fn statfs(&self, ctx: &Context, inode: u64) -> io::Result<statvfs64> {
+        self.inner.statfs(ctx, self.node(inode)?)
+    }
+
+    fn setxattr(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        name: &CStr,
+        value: &[u8],
+        flags: u32,
+    ) -> io::Result<()> {
+        self.inner
+            .setxattr(ctx, self.node(inode)?, name, value, flags)
+    }
+
+    fn getxattr(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        name: &CStr,
+        size: u32,
+    ) -> io::Result<GetxattrReply> {
+        self.inner.getxattr(ctx, self.node(inode)?, name, size)
+    }
+
+    fn listxattr(&self, ctx: &Context, inode: u64, size: u32) -> io::Result<ListxattrReply> {
+        self.inner.listxattr(ctx, self.node(inode)?, size)
+    }
+
+    fn removexattr(&self, ctx: &Context, inode: u64, name: &CStr) -> io::Result<()> {
+        self.inner.removexattr(ctx, self.node(inode)?, name)
+    }
+
+    fn opendir(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        flags: u32,
+    ) -> io::Result<(Option<u64>, OpenOptions)> {
+        let i = self.node(inode)?;
+        let (h, opts) = self.inner.opendir(ctx, i, flags)?;
+        Ok((self.add_handle(inode, h, flags, true), opts))
+    }
+
+    fn readdir(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        size: u32,
+        offset: u64,
+        add_entry: &mut dyn FnMut(DirEntry) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.readdir(ctx, i, h, size, offset, add_entry)
+    }
+
+    fn readdirplus(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        size: u32,
+        offset: u64,
+        add_entry: &mut dyn FnMut(DirEntry, Entry) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner
+            .readdirplus(ctx, i, h, size, offset, &mut |d, mut e| {
+                let inner = e.inode;
+                self.register(&mut e);
+                let guest = e.inode;
+                let r = add_entry(d, e);
+                match r {
+                    // Did not fit: the inner filesystem forgets its lookup itself.
+                    Ok(0) => self.unregister(guest),
+                    Ok(_) => {}
+                    Err(_) => {
+                        self.unregister(guest);
+                        if inner != 0 && inner != ROOT {
+                            self.inner.forget(ctx, inner, 1);
+                        }
+                    }
+                }
+                r
+            })
+    }
+
+    fn fsyncdir(&self, ctx: &Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.fsyncdir(ctx, i, datasync, h)
+    }
+
+    fn releasedir(&self, ctx: &Context, inode: u64, flags: u32, handle: u64) -> io::Result<()> {
+        let _ = inode;
+        let taken = self.take_handle(handle)?;
+        let r = match taken.handle {
+            Some(h) => self.inner.releasedir(ctx, taken.inode, flags, h),
+            None => Ok(()),
+        };
+        if let Some((i, refs)) = taken.forget {
+            self.inner.forget(ctx, i, refs);
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn setupmapping(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        foffset: u64,
+        len: u64,
+        flags: u64,
+        moffset: u64,
+        vu_req: &mut dyn FsCacheReqHandler,
+    ) -> io::Result<()> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner
+            .setupmapping(ctx, i, h, foffset, len, flags, moffset, vu_req)
+    }
+
+    fn removemapping(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        requests: Vec<RemovemappingOne>,
+        vu_req: &mut dyn FsCacheReqHandler,
+    ) -> io::Result<()> {
+        self.inner
+            .removemapping(ctx, self.node(inode)?, requests, vu_req)
+    }
+
+    fn access(&self, ctx: &Context, inode: u64, mask: u32) -> io::Result<()> {
+        self.inner.access(ctx, self.node(inode)?, mask)
+    }
+
+    fn lseek(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        offset: u64,
+        whence: u32,
+    ) -> io::Result<u64> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.lseek(ctx, i, h, offset, whence)
+    }
+
+    fn getlk(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        owner: u64,
+        lock: FileLock,
+        flags: u32,
+    ) -> io::Result<FileLock> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.getlk(ctx, i, h, owner, lock, flags)
+    }
+
+    fn setlk(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        owner: u64,
+        lock: FileLock,
+        flags: u32,
+    ) -> io::Result<()> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.setlk(ctx, i, h, owner, lock, flags)
+    }
+
+    fn setlkw(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        owner: u64,
+        lock: FileLock,
+        flags: u32,
+    ) -> io::Result<()> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.setlkw(ctx, i, h, owner, lock, flags)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ioctl(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        flags: u32,
+        cmd: u32,
+        data: IoctlData,
+        out_size: u32,
+    ) -> io::Result<IoctlData<'_>> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.ioctl(ctx, i, h, flags, cmd, data, out_size)
+    }
+
+    fn bmap(&self, ctx: &Context, inode: u64, block: u64, blocksize: u32) -> io::Result<u64> {
+        self.inner.bmap(ctx, self.node(inode)?, block, blocksize)
+    }
+
+    fn poll(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        khandle: u64,
+        flags: u32,
+        events: u32,
+    ) -> io::Result<u32> {
+        let i = self.node(inode)?;
+        let h = self.handle(handle)?;
+        self.inner.poll(ctx, i, h, khandle, flags, events)
+    }
+
+    fn notify_reply(&self) -> io::Result<()> {
+        self.inner.notify_reply()
+    }
+
+    fn id_remap(&self, ctx: &mut Context) -> io::Result<()> {
+        self.inner.id_remap(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
