@@ -288,8 +288,10 @@ impl DeviceState {
                     value: h.node,
                 });
             }
-            // Only open(2)'s flags: no bit above O_TMPFILE's highest.
-            if h.flags & !0o37_777_777 != 0 {
+            // Only open(2)'s flags, and no O_TMPFILE: the server makes a guest's TMPFILE with
+            // a named create, so no handle was ever opened with it.
+            let tmpfile_bit = (libc::O_TMPFILE & !libc::O_DIRECTORY) as u32;
+            if h.flags & !0o37_777_777 != 0 || h.flags & tmpfile_bit != 0 {
                 return Err(StateError::OutOfRange {
                     what: "open flags",
                     value: h.flags.into(),

@@ -537,11 +537,19 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Tracked<F> {
             let reopened = if node_inner == 0 {
                 Err(eio())
             } else if rec.dir {
+                // A directory handle only ever lists: nothing the stream says may add to that.
                 self.inner
-                    .opendir(&ctx, node_inner, rec.flags)
+                    .opendir(
+                        &ctx,
+                        node_inner,
+                        (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
+                    )
                     .map(|(h, _)| h)
             } else {
-                let flags = rec.flags & !((libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC) as u32);
+                // Re-opening must not create, truncate or make a file: those flags did their
+                // work on the source.
+                let strip = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_TMPFILE;
+                let flags = rec.flags & !(strip as u32);
                 self.inner
                     .open(&ctx, node_inner, flags, 0)
                     .map(|(h, _, _)| h)

@@ -298,6 +298,10 @@ fn out_of_range_fields_are_refused() {
         ("dir handle on file", Box::new(|s| s.handles[0].dir = true)),
         ("file handle on dir", Box::new(|s| s.handles[1].dir = false)),
         ("open flags", Box::new(|s| s.handles[0].flags = 0x8000_0000)),
+        (
+            "O_TMPFILE",
+            Box::new(|s| s.handles[0].flags = libc::O_TMPFILE as u32 | 2),
+        ),
         ("dax len 0", Box::new(|s| s.dax[0].len = 0)),
         ("dax wraps", Box::new(|s| s.dax[0].moffset = u64::MAX)),
         ("dax file wraps", Box::new(|s| s.dax[0].foffset = u64::MAX)),
