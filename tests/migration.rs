@@ -24,15 +24,14 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 fn start_on(share: &Path, on_error: &str) -> Backend {
-    let b = Backend::start(
+    Backend::start(
         Kind::Fsjail,
         &Config {
             shared_dir: Some(share.to_owned()),
             fsjail_args: vec!["--migration-on-error".into(), on_error.into()],
             ..Config::default()
         },
-    );
-    b
+    )
 }
 
 /// What the source's guest holds when it is migrated.

@@ -52,7 +52,7 @@ pub struct Translation {
     pub readonly: bool,
     pub xattr: bool,
     pub announce_submounts: bool,
-    pub migration_on_error: Option<&'static str>,
+    pub migration_on_error: Option<devices::migration::MigrationOnError>,
     pub log_level: Option<&'static str>,
     pub syslog: bool,
     pub rlimit_nofile: Option<u64>,
@@ -352,12 +352,10 @@ fn apply_long(
             return unsupported("file handles are not used for migration (find-paths only)")
         }
         "migration-on-error" => {
-            let policy = match text().as_str() {
-                "abort" => "abort",
-                "guest-error" => "guest-error",
-                _ => return Err(bad(flag, &text(), "expected abort or guest-error")),
-            };
-            set(&mut t.migration_on_error, policy, flag)?;
+            let policy = text()
+                .parse()
+                .map_err(|_| bad(flag, &text(), "expected abort or guest-error"))?;
+            set_copy(&mut t.migration_on_error, policy, flag)?;
         }
         _ => return Err(CompatError::Unknown { flag: flag.to_owned() }),
     }
@@ -643,7 +641,7 @@ impl Translation {
             push("--rlimit-nofile", OsStr::new(&n.to_string()));
         }
         if let Some(policy) = self.migration_on_error {
-            push("--migration-on-error", OsStr::new(policy));
+            push("--migration-on-error", OsStr::new(&policy.to_string()));
         }
         for (on, flag) in [
             (self.readonly, "--readonly"),

@@ -381,7 +381,7 @@ fn migration_flags() {
     for policy in ["abort", "guest-error"] {
         let flag = format!("--migration-on-error={policy}");
         let t = serve(&[&base[..], &[flag.as_str()]].concat());
-        assert_eq!(t.migration_on_error, Some(policy));
+        assert_eq!(t.migration_on_error, Some(policy.parse().unwrap()));
         let args = t.serve_args();
         let at = args
             .iter()

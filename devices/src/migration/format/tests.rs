@@ -204,10 +204,13 @@ fn oversized_counts_are_refused_before_allocating() {
     ));
 }
 
+/// One alteration of the sample state.
+type Change = Box<dyn Fn(&mut DeviceState)>;
+
 /// Each out-of-range field, made through the unchecked encoder: decode refuses it.
 #[test]
 fn out_of_range_fields_are_refused() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut DeviceState)>)> = vec![
+    let cases: Vec<(&str, Change)> = vec![
         ("minor low", Box::new(|s| s.fuse.minor = 26)),
         ("minor high", Box::new(|s| s.fuse.minor = 39)),
         ("max_write low", Box::new(|s| s.fuse.max_write = 4095)),
