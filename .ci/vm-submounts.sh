@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${FSJAIL_SUBMOUNTS_INSIDE:-}" != 1 ]; then
-  FSJAIL_SUBMOUNTS_INSIDE=1 exec unshare -m --propagation private "$0" "$@"
+  FSJAIL_SUBMOUNTS_INSIDE=1 exec unshare -m --propagation private "$PWD/.ci/vm-submounts.sh" "$@"
 fi
 daemon=${1:-target/release/fsjail-virtiofsd}
 vm=${VM_HARNESS:-../shared/vm/run-guest.sh}

@@ -1007,10 +1007,12 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Tracked<F> {
         moffset: u64,
         vu_req: &mut dyn FsCacheReqHandler,
     ) -> io::Result<()> {
+        // The handle goes through as the guest gave it: Linux sends -1 ("any open file of the
+        // inode"), the server checks it against the guest's own handles, and PassthroughFs
+        // ignores it.
         let i = self.node(inode)?;
-        let h = self.handle(handle)?;
         self.inner
-            .setupmapping(ctx, i, h, foffset, len, flags, moffset, vu_req)
+            .setupmapping(ctx, i, handle, foffset, len, flags, moffset, vu_req)
     }
 
     fn removemapping(
