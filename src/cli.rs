@@ -103,6 +103,16 @@ pub struct ServeArgs {
     #[argh(option)]
     pub ownership: Option<settings::Ownership>,
 
+    /// tell the guest which directories are other host mounts (FUSE_ATTR_SUBMOUNT), so each
+    /// is its own mount with its own st_dev there; off by default
+    #[argh(switch)]
+    pub announce_submounts: bool,
+
+    /// live migration, on the destination: what to do with a file the guest knew or had open
+    /// that cannot be found again: abort (default: fail the migration) or guest-error (EIO on it)
+    #[argh(option, default = "settings::MigrationOnError::Abort")]
+    pub migration_on_error: settings::MigrationOnError,
+
     /// number of request queues, each served by its own thread (default 1)
     #[argh(option, default = "1")]
     pub num_request_queues: usize,

@@ -93,6 +93,8 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     if let Some(ownership) = args.ownership {
         share.ownership = ownership;
     }
+    share.announce_submounts = args.announce_submounts;
+    share.migration_on_error = args.migration_on_error;
     share.sandbox = args.sandbox;
     share.seccomp = args.seccomp;
     share.num_request_queues = args.num_request_queues;
@@ -169,6 +171,8 @@ fn device_settings(args: &ServeArgs) -> DeviceSettings {
         max_write: args.max_write,
         special_files: args.special_files,
         ownership: args.ownership.unwrap_or(default_ownership),
+        announce_submounts: args.announce_submounts,
+        migration_on_error: args.migration_on_error,
     }
 }
 

@@ -10,6 +10,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
@@ -133,6 +134,7 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
 /// The share, opened inside the jail but not yet imported.
 struct OpenedShare {
     passthrough: PassthroughFs,
+    served_root: PathBuf,
     share_root: std::fs::File,
     jailed: bool,
 }
@@ -145,6 +147,7 @@ fn open_share(share: &ShareConfig, paths: SharePaths<'_>) -> Result<OpenedShare,
     let share_root = fs::open_share_root(paths.now).map_err(ShareError::Root)?;
     Ok(OpenedShare {
         passthrough,
+        served_root: paths.served.to_path_buf(),
         share_root,
         jailed: share.sandbox != SandboxMode::None,
     })
@@ -156,6 +159,7 @@ fn import_share(opened: OpenedShare) -> Result<ShareFs, ShareError> {
     Ok(ShareFs {
         passthrough: opened.passthrough,
         share_root: opened.share_root,
+        served_root: opened.served_root,
         xattr_through_proc_fd: opened.jailed,
     })
 }

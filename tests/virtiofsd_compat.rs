@@ -274,7 +274,10 @@ fn unsupported_flags_fail_naming_the_flag() {
     let sock = sock.to_str().unwrap();
     for (extra, name) in [
         (&["--posix-acl"][..], "--posix-acl"),
-        (&["--announce-submounts"][..], "--announce-submounts"),
+        (
+            &["--migration-mode", "file-handles"][..],
+            "--migration-mode",
+        ),
         (&["--tag", "fs0"][..], "--tag"),
         (&["-o", "flock"][..], "-o flock"),
         (&["--cache=metadata"][..], "--cache"),

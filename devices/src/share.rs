@@ -7,6 +7,7 @@
 //! backend) is built here from one [`DeviceSettings`].
 
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use fuse_backend_rs::passthrough::PassthroughFs;
@@ -17,11 +18,14 @@ use vhost::vhost_user::Listener;
 use crate::dax::{DaxChannel, SettingsError};
 use crate::fs::{self, Emulation, ShareOptions, SharePolicy};
 use crate::fuse::server::{Server, ServerOptions};
+use crate::migration::transfer::ShareState;
+use crate::migration::Tracked;
 use crate::vhost_user::{self, FsBackend};
 
-/// The filesystem stack a share's server calls: the emulation of special files and owners,
-/// over the policy wrapper, over the passthrough.
-pub type ShareStack = Emulation<SharePolicy<Arc<PassthroughFs>>>;
+/// The filesystem stack a share's server calls: the record of what the guest holds (for live
+/// migration), over the emulation of special files and owners, over the policy wrapper, over
+/// the passthrough.
+pub type ShareStack = Tracked<Emulation<SharePolicy<Arc<PassthroughFs>>>>;
 /// A share's FUSE server.
 pub type ShareServer = Server<ShareStack>;
 
@@ -46,6 +50,8 @@ pub struct ShareFs {
     pub passthrough: PassthroughFs,
     /// The share's root directory, for SYNCFS.
     pub share_root: File,
+    /// The share's root as this process names it: `/` in a jail, whose root is the share.
+    pub served_root: PathBuf,
     /// Name inodes through the passthrough's own `/proc` descriptor for xattr calls (the
     /// guest's and the emulation's records). Needed when the process's root is the share (a
     /// jailed worker): fuse-backend-rs names them "/proc/self/fd/N", which does not resolve
@@ -61,6 +67,7 @@ impl ShareFs {
         Ok(ShareFs {
             passthrough,
             share_root,
+            served_root: options.root.clone(),
             xattr_through_proc_fd: false,
         })
     }
@@ -91,20 +98,31 @@ impl ShareDevice {
             settings.xattr,
         );
         if share.xattr_through_proc_fd {
-            let resolver = passthrough;
+            let resolver = passthrough.clone();
             stack = stack
                 .with_record_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
         }
+        // Paths come from the passthrough's own descriptors, under the root as this process
+        // names it.
+        let names = passthrough;
+        let stack = Tracked::new(stack, settings.migration_on_error).with_paths(
+            Box::new(move |inode| names.readlinkat_proc_file(inode)),
+            share.served_root,
+        );
         let options = ServerOptions {
             dax_window: settings.dax_window,
             blksize: settings.blksize,
             max_write: settings.max_write,
+            announce_submounts: settings.announce_submounts,
             ..ServerOptions::default()
         };
         let server =
             Server::try_new(stack, options, Some(share.share_root)).map_err(DeviceError::Server)?;
         let server = Arc::new(server);
-        let backend = Arc::new(FsBackend::new(server.clone(), settings.num_request_queues)?);
+        let backend = Arc::new(
+            FsBackend::new(server.clone(), settings.num_request_queues)?
+                .with_migration(Arc::new(ShareState::new(server.clone()))),
+        );
         Ok(ShareDevice { server, backend })
     }
 

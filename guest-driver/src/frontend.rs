@@ -34,6 +34,7 @@ pub fn wanted_protocol_features() -> VhostUserProtocolFeatures {
         | VhostUserProtocolFeatures::BACKEND_REQ
         | VhostUserProtocolFeatures::BACKEND_SEND_FD
         | VhostUserProtocolFeatures::SHMEM
+        | VhostUserProtocolFeatures::DEVICE_STATE
 }
 
 /// Connection parameters.

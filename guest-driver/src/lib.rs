@@ -33,6 +33,7 @@ pub mod fuse_client;
 pub mod fuse_io;
 pub mod fuse_ops;
 pub mod memory;
+pub mod migration;
 pub mod virtqueue;
 
 pub use backend_channel::{BackendRequestHandler, RefuseAll};

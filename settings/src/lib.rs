@@ -8,11 +8,13 @@
 pub mod cache;
 pub mod dax;
 pub mod limits;
+pub mod migration;
 pub mod special;
 
 pub use cache::{CachePolicy, ParseCachePolicyError};
 pub use dax::{host_page_size, ByteSize, ParseSizeError, SettingsError};
 pub use limits::{check_max_write, check_request_queues, LimitError, MAX_REQUEST_QUEUES};
+pub use migration::{MigrationOnError, ParseMigrationOnError};
 pub use special::{Ownership, ParseOwnershipError, ParseSpecialFilesError, SpecialFiles};
 
 /// The settings of one share's device: everything the device needs besides the filesystem
@@ -38,6 +40,10 @@ pub struct DeviceSettings {
     pub special_files: SpecialFiles,
     /// Where a guest's chown goes: the host file, or a record when the host cannot hold it.
     pub ownership: Ownership,
+    /// Mark directories that are other host mounts (FUSE_ATTR_SUBMOUNT).
+    pub announce_submounts: bool,
+    /// On a migration's destination: what to do with a node or handle that is gone.
+    pub migration_on_error: MigrationOnError,
 }
 
 impl Default for DeviceSettings {
@@ -52,6 +58,8 @@ impl Default for DeviceSettings {
             max_write: limits::DEFAULT_MAX_WRITE,
             special_files: SpecialFiles::Emulate,
             ownership: Ownership::Host,
+            announce_submounts: false,
+            migration_on_error: MigrationOnError::Abort,
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Translation {
     pub seccomp: Option<&'static str>,
     pub readonly: bool,
     pub xattr: bool,
+    pub announce_submounts: bool,
+    pub migration_on_error: Option<devices::migration::MigrationOnError>,
     pub log_level: Option<&'static str>,
     pub syslog: bool,
     pub rlimit_nofile: Option<u64>,
@@ -304,14 +306,8 @@ fn apply_long(
                 )
             }
         },
-        // fsjail never sets FUSE_ATTR_SUBMOUNT, so pretending to announce submounts would be a
-        // lie the guest cannot detect (st_dev collisions under mount points).
-        "announce-submounts" => {
-            return unsupported(
-                "submounts are not announced to the guest (no FUSE_ATTR_SUBMOUNT); drop the flag or pass --no-announce-submounts (for Kata: remove it from virtio_fs_extra_args)",
-            )
-        }
-        "no-announce-submounts" => {}
+        "announce-submounts" => t.announce_submounts = true,
+        "no-announce-submounts" => t.announce_submounts = false,
         "no-killpriv-v2" => {}
         "killpriv-v2" => return unsupported("FUSE_HANDLE_KILLPRIV_V2 is not offered"),
         // virtiofsd strips O_DIRECT unless told otherwise; fsjail always honours it, which is
@@ -357,9 +353,26 @@ fn apply_long(
         "writeback" => return unsupported("writeback caching is not offered by fsjail serve"),
         "no-readdirplus" => return unsupported("READDIRPLUS cannot be turned off"),
         "allow-mmap" => return unsupported("no cache mode of fsjail restricts mmap"),
-        "migration-mode" | "migration-on-error" | "migration-verify-handles"
-        | "migration-confirm-paths" => {
-            return unsupported("live migration is not supported (\"migrate-precopy\" is not announced)")
+        // fsjail names every inode the guest knows by its path at save time and confirms it
+        // (same device and inode), which is virtiofsd's find-paths with confirmed paths.
+        "migration-mode" => match text().as_str() {
+            "find-paths" => {}
+            "file-handles" => {
+                return unsupported(
+                    "open_by_handle_at needs CAP_DAC_READ_SEARCH, which the jail never keeps; use find-paths",
+                )
+            }
+            _ => return Err(bad(flag, &text(), "expected find-paths or file-handles")),
+        },
+        "migration-confirm-paths" => {}
+        "migration-verify-handles" => {
+            return unsupported("file handles are not used for migration (find-paths only)")
+        }
+        "migration-on-error" => {
+            let policy = text()
+                .parse()
+                .map_err(|_| bad(flag, &text(), "expected abort or guest-error"))?;
+            set_copy(&mut t.migration_on_error, policy, flag)?;
         }
         _ => return Err(CompatError::Unknown { flag: flag.to_owned() }),
     }
@@ -457,9 +470,7 @@ fn apply_legacy(t: &mut Translation, option: &[u8]) -> Result<(), CompatError> {
         "debug" => set(&mut t.log_level, "debug", &flag)?,
         "readdirplus" | "no_writeback" | "no_killpriv_v2" | "no_posix_acl" | "no_security_label" => {}
         "allow_direct_io" => {}
-        "announce_submounts" => {
-            return unsupported("submounts are not announced to the guest (no FUSE_ATTR_SUBMOUNT); drop the option (for Kata: remove it from virtio_fs_extra_args)")
-        }
+        "announce_submounts" => t.announce_submounts = true,
         "no_readdirplus" => return unsupported("READDIRPLUS cannot be turned off"),
         "writeback" => return unsupported("writeback caching is not offered by fsjail serve"),
         "killpriv_v2" => return unsupported("FUSE_HANDLE_KILLPRIV_V2 is not offered"),
@@ -649,10 +660,14 @@ impl Translation {
         if let Some(mode) = self.special_files {
             push("--special-files", OsStr::new(&mode.to_string()));
         }
+        if let Some(policy) = self.migration_on_error {
+            push("--migration-on-error", OsStr::new(&policy.to_string()));
+        }
         for (on, flag) in [
             (self.readonly, "--readonly"),
             (self.xattr, "--xattr"),
             (self.syslog, "--syslog"),
+            (self.announce_submounts, "--announce-submounts"),
         ] {
             if on {
                 out.push(flag.into());

@@ -55,20 +55,27 @@ Translated to fsjail serve:
                               -o log_level=...)
   --syslog                    log to /dev/log instead of stderr
   --rlimit-nofile N           open-file limit (0: unchanged)
+  --announce-submounts        tell the guest which directories are other host mounts
+                              (-o announce_submounts; --no-announce-submounts: off)
+  --migration-on-error abort|guest-error
+                              live migration: a file that is gone on the destination
+                              fails the migration, or answers EIO
 
 Accepted because fsjail already behaves that way:
   --thread-pool-size 0|1      each request queue is served on its own thread
-  --no-announce-submounts, --no-killpriv-v2, --allow-direct-io,
-  --inode-file-handles never|prefer, --posix-acl=never, --security-label=never,
+  --no-killpriv-v2, --allow-direct-io,
+  --inode-file-handles never|prefer, --migration-mode find-paths,
+  --migration-confirm-paths, --posix-acl=never, --security-label=never,
   -f, -o no_flock, -o no_posix_lock, -o readdirplus, -o no_writeback
 
 Refused (fsjail does not do what they ask):
-  --announce-submounts, --posix-acl[=auto|always], --security-label[=auto|always],
+  --posix-acl[=auto|always], --security-label[=auto|always],
   --tag, --xattrmap, --modcaps, --uid-map, --gid-map, --translate-uid,
   --translate-gid, --writeback, --no-readdirplus, --allow-mmap, --killpriv-v2,
   --preserve-noatime, --cache metadata, --thread-pool-size N>1,
-  --inode-file-handles mandatory, --migration-*,
-  -o flock, -o posix_lock, -o announce_submounts and the other -o options
+  --inode-file-handles mandatory, --migration-mode file-handles,
+  --migration-verify-handles,
+  -o flock, -o posix_lock and the other -o options
   naming these features
 
 Other:

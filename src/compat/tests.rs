@@ -112,18 +112,30 @@ fn kata_go_runtime_shape() {
     assert_eq!(t.cache, Some("auto"));
     assert_eq!(t.fd, Some(3));
     assert_eq!(t.notes.len(), 2);
-    // Kata's default extra args also ask for submount announcements, which fsjail refuses.
-    let e = err(&[
+    assert!(!t.announce_submounts);
+    // Kata's default extra args also ask for submount announcements: passed on to serve.
+    let t = serve(&[
         "--syslog",
         "--cache=auto",
         "--shared-dir=/s",
         "--fd=3",
+        "--thread-pool-size=1",
         "--announce-submounts",
     ]);
-    assert!(e.to_string().contains("--announce-submounts"), "{e}");
-    assert!(e.to_string().contains("virtio_fs_extra_args"), "{e}");
-    let e = err(&["--shared-dir=/s", "--fd=3", "-o", "announce_submounts"]);
-    assert!(e.to_string().contains("-o announce_submounts"), "{e}");
+    assert!(t.announce_submounts);
+    let args = t.serve_args();
+    assert!(args.iter().any(|a| a == "--announce-submounts"), "{args:?}");
+    // Older Kata releases: the -o spelling.
+    let t = serve(&["--shared-dir=/s", "--fd=3", "-o", "announce_submounts"]);
+    assert!(t.announce_submounts);
+    // The later flag wins, as with clap's switches in virtiofsd.
+    let t = serve(&[
+        "--shared-dir=/s",
+        "--fd=3",
+        "--announce-submounts",
+        "--no-announce-submounts",
+    ]);
+    assert!(!t.announce_submounts);
 }
 
 #[test]
@@ -197,13 +209,11 @@ fn every_refusal_names_its_flag() {
         &["--killpriv-v2"],
         &["--preserve-noatime"],
         &["--migration-mode=file-handles"],
-        &["--migration-on-error=abort"],
+        &["--migration-on-error=ignore"],
         &["--migration-verify-handles"],
-        &["--migration-confirm-paths"],
         &["--cache=metadata"],
         &["--thread-pool-size=64"],
         &["--inode-file-handles=mandatory"],
-        &["--announce-submounts"],
         &["-o", "flock"],
         &["-o", "posix_lock"],
         &["-o", "writeback"],
@@ -373,4 +383,31 @@ fn special_files_passes_through() {
     assert!(e.to_string().contains("--special-files"), "{e}");
     // Left out, serve's default (emulate) applies.
     assert_eq!(serve(&["--fd=3", "--shared-dir=/s"]).special_files, None);
+}
+
+#[test]
+fn migration_flags() {
+    let base = ["--fd=3", "--shared-dir=/s"];
+    let t = serve(
+        &[
+            &base[..],
+            &["--migration-mode=find-paths", "--migration-confirm-paths"],
+        ]
+        .concat(),
+    );
+    assert_eq!(t.migration_on_error, None);
+    assert_eq!(t.serve_args().len(), 4);
+    for policy in ["abort", "guest-error"] {
+        let flag = format!("--migration-on-error={policy}");
+        let t = serve(&[&base[..], &[flag.as_str()]].concat());
+        assert_eq!(t.migration_on_error, Some(policy.parse().unwrap()));
+        let args = t.serve_args();
+        let at = args
+            .iter()
+            .position(|a| a == "--migration-on-error")
+            .unwrap();
+        assert_eq!(args[at + 1], policy);
+    }
+    let e = err(&[&base[..], &["--migration-mode", "file-handles"]].concat());
+    assert!(e.to_string().contains("find-paths"), "{e}");
 }

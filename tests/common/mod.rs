@@ -74,6 +74,9 @@ pub struct Config {
     /// mount tree it saw at start), unmounted when the backend is dropped. Needs root; see
     /// [`Backend::has_tmpfs`].
     pub tmpfs_at: Option<&'static str>,
+    /// Serve this existing directory instead of a fresh one (two backends on one share, as a
+    /// migration's source and destination).
+    pub shared_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -165,8 +168,14 @@ impl Backend {
             .prefix("fsjail-test.")
             .tempdir()
             .expect("tempdir");
-        let share = dir.path().join("share");
-        std::fs::create_dir(&share).expect("create share");
+        let share = match &cfg.shared_dir {
+            Some(existing) => existing.clone(),
+            None => {
+                let share = dir.path().join("share");
+                std::fs::create_dir(&share).expect("create share");
+                share
+            }
+        };
         let sock = dir.path().join("vhost.sock");
         let log = dir.path().join("backend.log");
         let tmpfs = cfg.tmpfs_at.and_then(|name| {

@@ -217,6 +217,8 @@ pub const RELEASE_FLUSH: u32 = 1 << 0;
 pub const RELEASE_FLOCK_UNLOCK: u32 = 1 << 1;
 pub const FSYNC_FDATASYNC: u32 = 1 << 0;
 pub const LK_FLOCK: u32 = 1 << 0;
+/// `fuse_attr.flags`: this directory is the root of a submount (needs FUSE_SUBMOUNTS).
+pub const ATTR_SUBMOUNT: u32 = 1 << 0;
 pub const SETUPMAPPING_FLAG_WRITE: u64 = 1 << 0;
 pub const SETUPMAPPING_FLAG_READ: u64 = 1 << 1;
 pub const IOCTL_UNRESTRICTED: u32 = 1 << 1;

@@ -55,6 +55,8 @@ pub struct FsBackend<F> {
     mem: RwLock<Option<GuestMemoryAtomic<GuestMemoryMmap>>>,
     /// Our copy of each queue thread's exit notifier; the consumers went to the threads.
     exit_notifiers: Mutex<Vec<EventNotifier>>,
+    /// Device state transfer (DEVICE_STATE), when the share can be migrated.
+    migration: Option<crate::migration::transfer::Transfer>,
 }
 
 impl<F> FsBackend<F>
@@ -69,7 +71,18 @@ where
             event_idx: std::sync::atomic::AtomicBool::new(false),
             mem: RwLock::new(None),
             exit_notifiers: Mutex::new(Vec::new()),
+            migration: None,
         })
+    }
+
+    /// Offers the DEVICE_STATE protocol feature and saves and loads the share's state with
+    /// `handler` (see `crate::migration`).
+    pub fn with_migration(
+        mut self,
+        handler: Arc<dyn crate::migration::transfer::StateHandler>,
+    ) -> Self {
+        self.migration = Some(crate::migration::transfer::Transfer::new(handler));
+        self
     }
 
     /// How many queue threads the daemon runs: one per request queue, the first also taking the
@@ -125,10 +138,13 @@ where
     /// CONFIG is never offered: QEMU 7.1 to 8.0 crash when a virtio-fs backend offers it.
     /// SHMEM (the DAX window) only when the share has one.
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        let features = VhostUserProtocolFeatures::MQ
+        let mut features = VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
             | VhostUserProtocolFeatures::BACKEND_REQ
             | VhostUserProtocolFeatures::BACKEND_SEND_FD;
+        if self.migration.is_some() {
+            features |= VhostUserProtocolFeatures::DEVICE_STATE;
+        }
         if self.server.dax().is_some() {
             features | VhostUserProtocolFeatures::SHMEM
         } else {
@@ -144,6 +160,33 @@ where
             None => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "this share has no DAX window",
+            )),
+        }
+    }
+
+    /// SET_DEVICE_STATE_FD: the transfer runs on its own thread (this must not block).
+    fn set_device_state_fd(
+        &self,
+        direction: vhost::vhost_user::message::VhostTransferStateDirection,
+        phase: vhost::vhost_user::message::VhostTransferStatePhase,
+        file: std::fs::File,
+    ) -> io::Result<Option<std::fs::File>> {
+        match &self.migration {
+            Some(t) => t.start(direction, phase, file),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this share cannot be migrated",
+            )),
+        }
+    }
+
+    /// CHECK_DEVICE_STATE: how the last transfer ended.
+    fn check_device_state(&self) -> io::Result<()> {
+        match &self.migration {
+            Some(t) => t.check(),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this share cannot be migrated",
             )),
         }
     }

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
-use settings::{CachePolicy, Ownership, SpecialFiles};
+use settings::{CachePolicy, MigrationOnError, Ownership, SpecialFiles};
 use toml::Spanned;
 
 pub(crate) use super::env::Env;
@@ -346,6 +346,14 @@ fn check_share(
         },
     };
 
+    let migration_on_error = choice(
+        d,
+        &name,
+        "migration_on_error",
+        &raw.migration_on_error,
+        MigrationOnError::Abort,
+        MigrationOnError::NAMES,
+    );
     let seccomp = choice(
         d,
         &name,
@@ -467,6 +475,8 @@ fn check_share(
         dax_window: dax_window?,
         blksize: blksize?,
         max_write: super::defaults::MAX_WRITE,
+        announce_submounts: flag(&raw.announce_submounts, false),
+        migration_on_error: migration_on_error?,
     })
 }
 

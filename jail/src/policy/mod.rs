@@ -32,6 +32,8 @@
 //! | `[[share]]` | `allow_devices` | bool | none | the old spelling: `true` is `special_files = "host"`, `false` is `"refuse"`; not together with `special_files` |
 //! | `[[share]]` | `ownership` | string | `"host"` as root, `"emulate"` otherwise | a guest chown: `host` (chown(2) on the host file) or `emulate` (an owner the host cannot hold is recorded in `user.fsjail.stat`) |
 //! | `[[share]]` | `num_request_queues` | integer | 1 | 1 to 64, one thread each |
+//! | `[[share]]` | `migration_on_error` | string | `"abort"` | a live migration's destination, for a file the guest knew that is gone: `abort` the migration or answer `guest-error` (EIO) on it |
+//! | `[[share]]` | `announce_submounts` | bool | `false` | mark directories that are other host mounts (FUSE_ATTR_SUBMOUNT): the guest gives each its own st_dev |
 
 mod check;
 mod env;
@@ -45,7 +47,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use settings::{CachePolicy, Ownership, SpecialFiles};
+use settings::{CachePolicy, MigrationOnError, Ownership, SpecialFiles};
 
 pub use error::{Diagnostic, PolicyError};
 
@@ -117,6 +119,14 @@ pub struct ShareConfig {
     /// files keep the default).
     #[serde(default = "defaults::max_write")]
     pub max_write: u32,
+    /// Tell the guest which directories are other host mounts (FUSE_ATTR_SUBMOUNT), so each
+    /// gets its own st_dev there and inode numbers of two host filesystems never collide.
+    #[serde(default)]
+    pub announce_submounts: bool,
+    /// What a migration destination does with a file the guest had open or knew that is gone:
+    /// fail the migration, or answer EIO on it.
+    #[serde(default, with = "migration_on_error_str")]
+    pub migration_on_error: MigrationOnError,
 }
 
 /// One line of a uid/gid map: `count` ids starting at `guest` map to ids starting at `host`.
@@ -166,6 +176,8 @@ impl ShareConfig {
             max_write: self.max_write,
             special_files: self.special_files,
             ownership: self.ownership,
+            announce_submounts: self.announce_submounts,
+            migration_on_error: self.migration_on_error,
         }
     }
 }
@@ -350,6 +362,8 @@ impl ShareConfig {
             dax_window: 0,
             blksize: defaults::BLKSIZE,
             max_write: defaults::MAX_WRITE,
+            announce_submounts: false,
+            migration_on_error: MigrationOnError::Abort,
         }
     }
 
@@ -397,6 +411,21 @@ mod cache_policy_str {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CachePolicy, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `MigrationOnError` lives in `settings` without serde; it travels as its `Display` string.
+mod migration_on_error_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use settings::MigrationOnError;
+
+    pub fn serialize<S: Serializer>(m: &MigrationOnError, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(m)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MigrationOnError, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }

@@ -55,6 +55,8 @@ pub(crate) struct RawShare {
     pub seccomp: Option<Spanned<String>>,
     pub dax_window: Option<Spanned<RawSize>>,
     pub blksize: Option<Spanned<i64>>,
+    pub announce_submounts: Option<Spanned<bool>>,
+    pub migration_on_error: Option<Spanned<String>>,
 }
 
 /// A size in bytes: an integer, or a string with a K/M/G suffix (`"1G"`).

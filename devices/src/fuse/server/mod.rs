@@ -9,11 +9,13 @@
 mod attr;
 mod names;
 mod ops;
+mod session;
+mod submounts;
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::mem::size_of;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fuse_backend_rs::api::filesystem::{Context, FileSystem, FsOptions};
@@ -27,6 +29,7 @@ use crate::transport::{Reader, Writer};
 
 pub use attr::attr_from_stat;
 pub use names::NameError;
+pub use session::SessionError;
 
 /// Largest name part of any request: two entry names or a name and a symlink target.
 const MAX_NAMES_LEN: usize = abi::PATH_MAX + 1 + abi::NAME_MAX + 1;
@@ -48,6 +51,11 @@ pub struct ServerOptions {
     /// reports as `map_alignment`. Defaults to this host's; a larger power of two makes a host
     /// enforce a larger-page host's rules.
     pub host_page_size: u64,
+    /// Mark directories that are other host mounts with FUSE_ATTR_SUBMOUNT (when the guest
+    /// offers FUSE_SUBMOUNTS), so the guest mounts each separately with its own st_dev. Off by
+    /// default: the guest then sees one filesystem whose inode numbers may collide across
+    /// host mounts.
+    pub announce_submounts: bool,
 }
 
 impl Default for ServerOptions {
@@ -57,6 +65,7 @@ impl Default for ServerOptions {
             blksize: settings::DEFAULT_BLKSIZE,
             dax_window: 0,
             host_page_size: settings::host_page_size(),
+            announce_submounts: false,
         }
     }
 }
@@ -118,6 +127,10 @@ pub struct Server<F> {
     dax: Option<Arc<DaxChannel>>,
     /// Open file handles, recorded only with DAX on (SETUPMAPPING checks them).
     handles: Arc<OpenHandles>,
+    /// Whether FUSE_SUBMOUNTS was negotiated in INIT (announce_submounts and the guest's offer).
+    submounts: AtomicBool,
+    /// The capabilities granted in INIT (flags | flags2 << 32), for a migration's state.
+    granted: AtomicU64,
 }
 
 /// Errors that only end one request; the guest gets the errno.
@@ -167,6 +180,8 @@ where
             minor: AtomicU32::new(0),
             dax,
             handles: Arc::default(),
+            submounts: AtomicBool::new(false),
+            granted: AtomicU64::new(0),
         }
     }
 
@@ -271,7 +286,16 @@ where
         } else {
             0
         };
-        let enabled = offered & (SERVER_CAPABILITIES | dax_caps | (fs_wants & FS_CAPABILITIES));
+        let submount_caps = if self.options.announce_submounts {
+            init_flags::SUBMOUNTS
+        } else {
+            0
+        };
+        let enabled = offered
+            & (SERVER_CAPABILITIES | dax_caps | submount_caps | (fs_wants & FS_CAPABILITIES));
+        self.submounts
+            .store(enabled & init_flags::SUBMOUNTS != 0, Ordering::Release);
+        self.granted.store(enabled, Ordering::Release);
         let map_alignment = match &self.dax {
             Some(dax) if enabled & init_flags::MAP_ALIGNMENT != 0 => dax.window().map_alignment(),
             _ => 0,
@@ -302,6 +326,7 @@ where
         self.fs.destroy();
         // Destroying the filesystem closed every handle.
         self.handles.clear();
+        self.submounts.store(false, Ordering::Release);
         self.initialized.store(false, Ordering::Release);
         reply(&mut req.w, req.header.unique, &[])
     }

@@ -154,7 +154,7 @@ fn unknown_key_in_share() {
     let f = Fixture::new();
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\ncahce = \"never\"\n"),
-        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`"
+        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`"
     );
 }
 
@@ -586,5 +586,32 @@ fn special_files_and_ownership() {
     assert_eq!(
         f.err(&share("ownership = \"guest\"\n")),
         "policy.toml:8: share \"a\": ownership \"guest\": expected one of \"host\", \"emulate\""
+    );
+}
+
+#[test]
+fn announce_submounts_key() {
+    let f = Fixture::new();
+    let p = f.ok("[[share]]\ntag = \"a\"\npath = \"a\"\n");
+    assert!(!p.shares[0].announce_submounts, "off unless asked for");
+    let p = f.ok("[[share]]\ntag = \"a\"\npath = \"a\"\nannounce_submounts = true\n");
+    assert!(p.shares[0].announce_submounts);
+    assert_eq!(
+        f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nannounce_submounts = 1\n"),
+        "policy.toml:8: share \"a\": announce_submounts: invalid type: integer `1`, expected a boolean"
+    );
+}
+
+#[test]
+fn migration_on_error_key() {
+    use settings::MigrationOnError;
+    let f = Fixture::new();
+    let p = f.ok("[[share]]\ntag = \"a\"\npath = \"a\"\n");
+    assert_eq!(p.shares[0].migration_on_error, MigrationOnError::Abort);
+    let p = f.ok("[[share]]\ntag = \"a\"\npath = \"a\"\nmigration_on_error = \"guest-error\"\n");
+    assert_eq!(p.shares[0].migration_on_error, MigrationOnError::GuestError);
+    assert_eq!(
+        f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nmigration_on_error = \"ignore\"\n"),
+        "policy.toml:8: share \"a\": migration_on_error \"ignore\": expected one of \"abort\", \"guest-error\""
     );
 }

@@ -81,13 +81,16 @@ where
             .map_err(|_| err(libc::EINVAL))?;
         let blksize = self.options.blksize;
         if plus {
+            // The listed directory's device, for the submount mark (one stat per request).
+            let parent_dev = self.parent_dev(&req.ctx, req.nodeid());
             self.fs.readdirplus(
                 &req.ctx,
                 req.nodeid(),
                 arg.fh,
                 host_size,
                 arg.offset,
-                &mut |d: DirEntry, e: Entry| {
+                &mut |d: DirEntry, mut e: Entry| {
+                    Self::mark_submount(parent_dev, &mut e);
                     let fixed = Direntplus {
                         entry_out: entry_out(&e, blksize),
                         dirent: Dirent {

@@ -36,6 +36,7 @@ where
         let body = req.names(&mut names)?;
         let name = single_entry_name(body).map_err(name_err)?;
         let entry = self.fs.lookup(&req.ctx, req.nodeid(), name)?;
+        let entry = self.with_submount_mark(&req.ctx, req.nodeid(), entry);
         self.entry_reply(req, &entry)
     }
 
