@@ -102,6 +102,7 @@ fn render_share(out: &mut String, s: &ShareConfig, euid: u32, egid: u32) {
     let _ = writeln!(out, "seccomp = \"{}\"", s.seccomp);
     let _ = writeln!(out, "dax_window = {}", s.dax_window);
     let _ = writeln!(out, "blksize = {}", s.blksize);
+    let _ = writeln!(out, "config_tag = {}", s.config_tag);
     let _ = writeln!(out, "# jail:");
     for step in plan::describe(s, euid, egid) {
         let _ = writeln!(out, "#   {step}");

@@ -38,6 +38,8 @@ pub enum ServeError {
     DaxWindow(u64, SettingsError),
     #[error("--blksize {0}: {1}")]
     Blksize(u32, SettingsError),
+    #[error("--tag: {0}")]
+    Tag(#[from] vhost_user::config::TagError),
     #[error(transparent)]
     VhostUser(#[from] vhost_user::Error),
     #[error("exactly one of --socket-path and --fd is required")]
@@ -77,6 +79,10 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Blksize(options.blksize, e))?;
     settings::check_window(options.dax_window, options.host_page_size)
         .map_err(|e| ServeError::DaxWindow(options.dax_window, e))?;
+    if let Some(tag) = &args.tag {
+        // Checked before the socket exists, as the other flags are.
+        vhost_user::config::FsConfig::new(tag, args.num_request_queues)?;
+    }
     let root = std::fs::canonicalize(&args.shared_dir).map_err(|source| ServeError::SharedDir {
         path: args.shared_dir.clone(),
         source,
@@ -101,7 +107,10 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
 /// `fsjail run` would, except that the broker returns when the frontend disconnects (and a
 /// crash is not retried), as virtiofsd does.
 fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(), ServeError> {
-    let tag = crate::serve_setup::share_tag(&args.shared_dir);
+    let tag = args
+        .tag
+        .clone()
+        .unwrap_or_else(|| crate::serve_setup::share_tag(&args.shared_dir));
     let socket = match (&args.socket_path, args.fd) {
         (Some(path), _) => path.clone(),
         (None, Some(fd)) => PathBuf::from(format!("inherited fd {fd}")),
@@ -117,6 +126,7 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     share.dax_window = args.dax_window.0;
     share.blksize = args.blksize;
     share.max_write = args.max_write;
+    share.config_tag = args.tag.is_some();
     share.restart = RestartPolicy::Never;
     if let Some(limit) = args.rlimit_nofile {
         share.rlimit_nofile = limit;
@@ -171,7 +181,11 @@ fn serve_unjailed(
     let server = Server::try_new(policy, options, Some(share_root))
         .map_err(|e| ServeError::DaxWindow(dax_window, e))?;
     let server = Arc::new(server);
-    let backend = Arc::new(FsBackend::new(server, args.num_request_queues)?);
+    let mut backend = FsBackend::new(server, args.num_request_queues)?;
+    if let Some(tag) = &args.tag {
+        backend = backend.with_config_tag(tag)?;
+    }
+    let backend = Arc::new(backend);
 
     info!("serving {} on {socket_name}", root.display());
     // READY=1 goes out before the filter: sd_notify needs socket(2), which the filter forbids.

@@ -80,6 +80,11 @@ pub enum WorkerError {
     },
     #[error("installing the seccomp filter: {0}")]
     Seccomp(#[from] seccomp::Error),
+    #[error("share {tag:?}: config_tag: {source}")]
+    Tag {
+        tag: String,
+        source: devices::vhost_user::config::TagError,
+    },
 }
 
 pub fn main(args: WorkerArgs) -> ExitCode {
@@ -172,7 +177,16 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
             source,
         }
     })?;
-    let backend = Arc::new(FsBackend::new(Arc::new(server), share.num_request_queues)?);
+    let mut backend = FsBackend::new(Arc::new(server), share.num_request_queues)?;
+    if share.config_tag {
+        backend = backend
+            .with_config_tag(&share.tag)
+            .map_err(|source| WorkerError::Tag {
+                tag: share.tag.clone(),
+                source,
+            })?;
+    }
+    let backend = Arc::new(backend);
 
     // Step 9, last: the filter forbids what the steps above needed (mount, setgroups, ...).
     // Installed on every thread (TSYNC) before the first byte from a frontend is read; the

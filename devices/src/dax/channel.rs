@@ -29,7 +29,7 @@ use thiserror::Error;
 use vhost::vhost_user::message::{VhostUserMMap, VhostUserMMapFlags};
 use vhost::vhost_user::VhostUserFrontendReqHandler;
 
-use super::fd_check::{check_fd, FdError};
+use super::fd_check::{check_fd, check_not_empty, FdError};
 use super::handles::{HandleError, OpenHandles};
 use super::plan::{plan_map, plan_unmap, Step, Unit};
 use super::table::{Mapping, MappingTable, TableFull};
@@ -368,6 +368,7 @@ impl DaxChannel {
     pub fn map(&self, nodeid: u64, req: &MapRequest, fd: BorrowedFd<'_>) -> Result<(), DaxError> {
         let access = check_map(&self.window, req)?;
         check_fd(fd, access)?;
+        check_not_empty(fd)?;
         let fd = Arc::new(fd.try_clone_to_owned().map_err(DaxError::Dup)?);
         let mapping = Mapping {
             moffset: req.moffset,

@@ -439,6 +439,9 @@ fn check_share(
         dax_window: dax_window?,
         blksize: blksize?,
         max_write: super::defaults::MAX_WRITE,
+        // A TOML bool (the parser names the line of anything else); the tag it sends is
+        // `tag`, checked above to fit the 36 bytes of the virtio-fs config space.
+        config_tag: flag(&raw.config_tag, false),
     })
 }
 

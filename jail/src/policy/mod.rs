@@ -30,6 +30,7 @@
 //! | `[[share]]` | `sandbox` | string | `"namespace"` | `namespace`, `chroot` (root only), `none` (debugging only) |
 //! | `[[share]]` | `allow_devices` | bool | `false` | keep CAP_MKNOD so the guest can create device nodes |
 //! | `[[share]]` | `num_request_queues` | integer | 1 | 1 to 64, one thread each |
+//! | `[[share]]` | `config_tag` | bool | `false` | offer CONFIG and answer GET_CONFIG with `tag` (virtiofsd's `--tag`), for QEMU's generic `vhost-user-test-device-pci`; never with QEMU 7.1 to 8.0, which crash on it |
 
 mod check;
 mod env;
@@ -111,6 +112,11 @@ pub struct ShareConfig {
     /// files keep the default).
     #[serde(default = "defaults::max_write")]
     pub max_write: u32,
+    /// Answer the frontend's GET_CONFIG with `tag` (protocol feature CONFIG), for frontends
+    /// that read the tag from the backend (QEMU 11.1's `vhost-user-test-device-pci`). Off by
+    /// default: QEMU 7.1 to 8.0 crash when a virtio-fs backend offers CONFIG.
+    #[serde(default)]
+    pub config_tag: bool,
 }
 
 /// One line of a uid/gid map: `count` ids starting at `guest` map to ids starting at `host`.
@@ -321,6 +327,7 @@ impl ShareConfig {
             dax_window: 0,
             blksize: defaults::BLKSIZE,
             max_write: defaults::MAX_WRITE,
+            config_tag: false,
         }
     }
 

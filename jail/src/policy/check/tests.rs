@@ -149,7 +149,7 @@ fn unknown_key_in_share() {
     let f = Fixture::new();
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\ncahce = \"never\"\n"),
-        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`"
+        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `config_tag`"
     );
 }
 
@@ -535,5 +535,18 @@ fn guest_id_zero_must_be_mapped() {
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nuid_map = [{ guest = 1, host = 1000, count = 1 }]\n"),
         "policy.toml:8: share \"a\": uid_map: no entry maps guest id 0; the worker runs as id 0 in its user namespace"
+    );
+}
+
+#[test]
+fn config_tag_is_off_unless_asked() {
+    let f = Fixture::new();
+    let p = f.ok("[[share]]\ntag = \"vfs\"\npath = \"a\"\n");
+    assert!(!p.shares[0].config_tag, "CONFIG must stay off by default");
+    let p = f.ok("[[share]]\ntag = \"vfs\"\npath = \"a\"\nconfig_tag = true\n");
+    assert!(p.shares[0].config_tag);
+    assert_eq!(
+        f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nconfig_tag = \"vfs\"\n"),
+        "policy.toml:8: share \"a\": config_tag: invalid type: string \"vfs\", expected a boolean"
     );
 }
