@@ -16,11 +16,12 @@
 #                                        of a file (README, DAX), so reads of short files and
 #                                        through read-only handles get EIO in the guest.
 #
-# Extra arguments go to run-guest.sh's environment (e.g. VERBOSE=1). Exit status: 0 when every
-# check passed.
+# Extra arguments go to run-guest.sh's environment (e.g. VERBOSE=1). VM_DIR is the harness
+# (default ../shared/vm, beside the clone, as .ci/run has it). Exit status: 0 when every check
+# passed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-vmdir=$(cd ../shared/vm && pwd)
+vmdir=$(cd "${VM_DIR:-../shared/vm}" && pwd)
 log() { printf '[dax] %s\n' "$*"; }
 
 work=$(mktemp -d /tmp/fsjail-dax-work.XXXXXX)
