@@ -28,6 +28,8 @@ use thiserror::Error;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Made once per process: the size of the settings does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Action {
     /// Run `fsjail serve` with these settings.
     Serve(Translation),
