@@ -274,7 +274,7 @@ fn unsupported_flags_fail_naming_the_flag() {
     for (extra, name) in [
         (&["--posix-acl"][..], "--posix-acl"),
         (&["--announce-submounts"][..], "--announce-submounts"),
-        (&["--tag", "fs0"][..], "--tag"),
+        (&["--modcaps=+sys_admin"][..], "--modcaps"),
         (&["-o", "flock"][..], "-o flock"),
         (&["--cache=metadata"][..], "--cache"),
         (&["--no-such-flag"][..], "--no-such-flag"),

@@ -442,6 +442,8 @@ impl DaxChannel {
         let Some(owner) = st.owner.clone() else {
             return Err(DaxError::NoOwner);
         };
+        // Every descriptor is found before the table changes, so a missing one (which cannot
+        // happen: each live mapping holds its own) leaves the table as it was.
         let mut flights = Vec::with_capacity(units.len());
         for unit in &units {
             let mut steps = Vec::with_capacity(unit.steps.len());
@@ -450,23 +452,23 @@ impl DaxChannel {
                     (Some(fd), _) => fd,
                     (None, Some(fd)) => fd.clone(),
                     (None, None) => {
-                        // Every live mapping holds its descriptor, so an unmap or a piece of
-                        // an old mapping always finds one.
                         error!("DAX: no descriptor for {step:?}");
                         return Err(DaxError::Mismatch);
                     }
                 };
                 steps.push((*step, fd));
             }
-            // Applied one by one, so a piece of an old mapping finds the descriptor its
-            // unmap has not released yet.
-            for (step, fd) in &steps {
-                st.apply(step, fd);
-            }
             flights.push(Flight {
                 steps,
                 in_effect: 0,
             });
+        }
+        // In order: an old mapping's unmap may release its descriptor, which the map of a piece
+        // of it then holds again (each step carries its own reference).
+        for flight in &flights {
+            for (step, fd) in &flight.steps {
+                st.apply(step, fd);
+            }
         }
         let id = st.next_id;
         st.next_id = st.next_id.wrapping_add(1);
