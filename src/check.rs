@@ -105,6 +105,7 @@ fn render_share(out: &mut String, s: &ShareConfig, euid: u32, egid: u32) {
     let _ = writeln!(out, "blksize = {}", s.blksize);
     let _ = writeln!(out, "announce_submounts = {}", s.announce_submounts);
     let _ = writeln!(out, "migration_on_error = \"{}\"", s.migration_on_error);
+    let _ = writeln!(out, "config_tag = {}", s.config_tag);
     let _ = writeln!(out, "# jail:");
     for step in plan::describe(s, euid, egid) {
         let _ = writeln!(out, "#   {step}");

@@ -132,6 +132,12 @@ pub struct ServeArgs {
     #[argh(option, default = "ByteSize(0)")]
     pub dax_window: ByteSize,
 
+    /// the virtio-fs tag, for frontends that read it from the backend (GET_CONFIG, as QEMU
+    /// 11.1's vhost-user-test-device-pci does): 1 to 36 bytes; offers protocol feature CONFIG,
+    /// which QEMU 7.1 to 8.0 crash on, so it is off unless given (as in virtiofsd)
+    #[argh(option)]
+    pub tag: Option<String>,
+
     /// largest st_blksize reported to the guest, normally its page size: a power of two from
     /// 512 to 65536 (default 4096)
     #[argh(option, default = "devices::dax::settings::DEFAULT_BLKSIZE")]

@@ -22,6 +22,8 @@ use crate::cli::ServeArgs;
 pub enum ServeError {
     #[error("--shared-dir {path:?}: {source}")]
     SharedDir { path: PathBuf, source: io::Error },
+    #[error("--tag: {0}")]
+    Tag(#[from] vhost_user::config::TagError),
     #[error("--socket-path {path:?}: {source}")]
     Socket {
         path: PathBuf,
@@ -55,6 +57,10 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     }
     let settings = device_settings(args);
     settings.check().map_err(ServeError::Settings)?;
+    if let Some(tag) = &args.tag {
+        // Checked before the socket exists, as the other flags are.
+        vhost_user::config::FsConfig::new(tag, args.num_request_queues)?;
+    }
     let root = std::fs::canonicalize(&args.shared_dir).map_err(|source| ServeError::SharedDir {
         path: args.shared_dir.clone(),
         source,
@@ -79,7 +85,10 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
 /// `fsjail run` would, except that the broker returns when the frontend disconnects (and a
 /// crash is not retried), as virtiofsd does.
 fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(), ServeError> {
-    let tag = crate::serve_setup::share_tag(&args.shared_dir);
+    let tag = args
+        .tag
+        .clone()
+        .unwrap_or_else(|| crate::serve_setup::share_tag(&args.shared_dir));
     let socket = match (&args.socket_path, args.fd) {
         (Some(path), _) => path.clone(),
         (None, Some(fd)) => PathBuf::from(format!("inherited fd {fd}")),
@@ -95,6 +104,7 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     }
     share.announce_submounts = args.announce_submounts;
     share.migration_on_error = args.migration_on_error;
+    share.config_tag = args.tag.is_some();
     share.sandbox = args.sandbox;
     share.seccomp = args.seccomp;
     share.num_request_queues = args.num_request_queues;
@@ -173,6 +183,7 @@ fn device_settings(args: &ServeArgs) -> DeviceSettings {
         ownership: args.ownership.unwrap_or(default_ownership),
         announce_submounts: args.announce_submounts,
         migration_on_error: args.migration_on_error,
+        config_tag: args.tag.clone(),
     }
 }
 

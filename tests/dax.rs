@@ -615,3 +615,156 @@ fn sync_requests_reach_the_host() {
         "SYNCFS -> syncfs on the share:\n{text}"
     );
 }
+
+/// FUSE's replace and split semantics through the real worker, with a window owner that keeps
+/// QEMU 11.1's rules (a map over a live mapping and an inexact unmap are refused): the upgrade
+/// of a read-only block to read-write, a map over parts of several mappings, a partial
+/// REMOVEMAPPING. Every request succeeds, and the owner ends with exactly the mappings FUSE's
+/// semantics say.
+#[test]
+fn replace_and_split_under_qemus_window_rules() {
+    let w = Worker::start(&["--dax-window", "16M"]);
+    std::fs::write(w.shared().join("big"), pattern(4 * DAX_BLOCK as usize, 3)).unwrap();
+    let mapper = Arc::new(WindowMapper::new(16 << 20).unwrap());
+    let fs = w.session(Some(mapper.clone()));
+    let f = fs.lookup(ROOT_ID, "big").unwrap().nodeid;
+    let fh = fs.open(f, libc::O_RDWR as u32).unwrap().fh;
+    let page = host_page_size();
+
+    // Read-only, then read-write over the same live block (what a Linux guest sends on the
+    // first write fault in a block it read).
+    fs.setupmapping(f, ANY_HANDLE, 0, DAX_BLOCK, READ, 0)
+        .unwrap();
+    assert_eq!(window_vmas(&mapper)[0], (0, DAX_BLOCK, "r--s".to_owned()));
+    fs.setupmapping(f, ANY_HANDLE, 0, DAX_BLOCK, READ | WRITE, 0)
+        .unwrap();
+    assert_eq!(window_vmas(&mapper)[0], (0, DAX_BLOCK, "rw-s".to_owned()));
+    assert_eq!(mapper.mappings(), vec![(0, DAX_BLOCK)]);
+
+    // A second block, then one range over the end of the first and the start of the second.
+    fs.setupmapping(f, ANY_HANDLE, DAX_BLOCK, DAX_BLOCK, READ, DAX_BLOCK)
+        .unwrap();
+    fs.setupmapping(
+        f,
+        ANY_HANDLE,
+        3 * DAX_BLOCK,
+        2 * page,
+        READ,
+        DAX_BLOCK - page,
+    )
+    .unwrap();
+    assert_eq!(
+        mapper.mappings(),
+        vec![
+            (0, DAX_BLOCK - page),
+            (DAX_BLOCK - page, 2 * page),
+            (DAX_BLOCK + page, DAX_BLOCK - page)
+        ]
+    );
+    // SAFETY: each range read is mapped to file data within the 8 MiB file.
+    unsafe {
+        assert_eq!(
+            window_read(&mapper, DAX_BLOCK - page, 16),
+            pattern(4 * DAX_BLOCK as usize, 3)[3 * DAX_BLOCK as usize..][..16]
+        );
+        assert_eq!(
+            window_read(&mapper, DAX_BLOCK + page, 16),
+            pattern(4 * DAX_BLOCK as usize, 3)[(DAX_BLOCK + page) as usize..][..16]
+        );
+    }
+
+    // REMOVEMAPPING of a page inside the first mapping and one across two: what stays is
+    // mapped again in pieces.
+    fs.removemapping(f, &[(page, page), (DAX_BLOCK - page, 3 * page)])
+        .unwrap();
+    assert_eq!(
+        mapper.mappings(),
+        vec![
+            (0, page),
+            (2 * page, DAX_BLOCK - 3 * page),
+            (DAX_BLOCK + 2 * page, DAX_BLOCK - 2 * page)
+        ]
+    );
+    fs.removemapping(f, &[(0, 16 << 20)]).unwrap();
+    assert!(mapper.mappings().is_empty());
+    assert!(all_prot_none(&mapper), "{:?}", window_vmas(&mapper));
+
+    // An empty file is never sent to the owner (QEMU would grow it to the mapping's end).
+    std::fs::write(w.shared().join("empty"), b"").unwrap();
+    let e = fs.lookup(ROOT_ID, "empty").unwrap().nodeid;
+    fs.open(e, libc::O_RDWR as u32).unwrap();
+    assert_eq!(
+        errno(fs.setupmapping(e, ANY_HANDLE, 0, DAX_BLOCK, READ | WRITE, 0)),
+        libc::EINVAL
+    );
+    assert_eq!(
+        std::fs::metadata(w.shared().join("empty")).unwrap().len(),
+        0
+    );
+    fs.release(f, fh, libc::O_RDWR as u32, 0, 0).unwrap();
+}
+
+/// GET_CONFIG: protocol feature CONFIG only with `--tag`, and then the virtio-fs config space
+/// (the 36-byte tag, then the number of request queues).
+#[test]
+fn config_space_only_with_a_tag() {
+    use vhost::vhost_user::message::VhostUserConfigFlags;
+    use vhost::vhost_user::{Frontend, VhostUserFrontend};
+    use vhost::VhostBackend;
+    let offered = |w: &Worker| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut fe = loop {
+            match Frontend::connect(&w.sock, 1) {
+                Ok(fe) => break fe,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("connect: {e}"),
+            }
+        };
+        fe.set_owner().unwrap();
+        let features = fe.get_features().unwrap();
+        fe.set_features(features).unwrap();
+        let protocol = fe.get_protocol_features().unwrap();
+        (fe, protocol)
+    };
+
+    let w = Worker::start(&[]);
+    let (_fe, protocol) = offered(&w);
+    assert!(!protocol.contains(VhostUserProtocolFeatures::CONFIG));
+
+    let w = Worker::start(&["--tag", "vfs", "--num-request-queues", "2"]);
+    let (mut fe, protocol) = offered(&w);
+    assert!(protocol.contains(VhostUserProtocolFeatures::CONFIG));
+    fe.set_protocol_features(protocol).unwrap();
+    let (_, space) = fe
+        .get_config(0, 40, VhostUserConfigFlags::empty(), &[0u8; 40])
+        .unwrap();
+    let mut want = b"vfs".to_vec();
+    want.resize(36, 0);
+    want.extend_from_slice(&2u32.to_le_bytes());
+    assert_eq!(space, want);
+    // Just the queue count. (A range past the end gets an empty answer, which vhost's own
+    // frontend then waits on forever, so that case is a unit test of the config space.)
+    let (_, queues) = fe
+        .get_config(36, 4, VhostUserConfigFlags::empty(), &[0u8; 4])
+        .unwrap();
+    assert_eq!(queues, 2u32.to_le_bytes());
+
+    // A tag longer than the 36 bytes is refused at startup.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fsjail"))
+        .arg("serve")
+        .args(["--socket-path", dir.path().join("s").to_str().unwrap()])
+        .args(["--shared-dir", dir.path().to_str().unwrap()])
+        .args(["--tag", &"t".repeat(37)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("longer than 36 bytes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -278,7 +278,7 @@ fn unsupported_flags_fail_naming_the_flag() {
             &["--migration-mode", "file-handles"][..],
             "--migration-mode",
         ),
-        (&["--tag", "fs0"][..], "--tag"),
+        (&["--modcaps=+sys_admin"][..], "--modcaps"),
         (&["-o", "flock"][..], "-o flock"),
         (&["--cache=metadata"][..], "--cache"),
         (&["--no-such-flag"][..], "--no-such-flag"),

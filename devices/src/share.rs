@@ -42,6 +42,8 @@ pub enum DeviceError {
     Root(std::io::Error),
     #[error(transparent)]
     VhostUser(#[from] vhost_user::Error),
+    #[error("config_tag: {0}")]
+    ConfigTag(#[from] vhost_user::config::TagError),
 }
 
 /// A share's filesystem, opened where the caller's jail allows.
@@ -119,10 +121,12 @@ impl ShareDevice {
         let server =
             Server::try_new(stack, options, Some(share.share_root)).map_err(DeviceError::Server)?;
         let server = Arc::new(server);
-        let backend = Arc::new(
-            FsBackend::new(server.clone(), settings.num_request_queues)?
-                .with_migration(Arc::new(ShareState::new(server.clone()))),
-        );
+        let mut backend = FsBackend::new(server.clone(), settings.num_request_queues)?
+            .with_migration(Arc::new(ShareState::new(server.clone())));
+        if let Some(tag) = &settings.config_tag {
+            backend = backend.with_config_tag(tag)?;
+        }
+        let backend = Arc::new(backend);
         Ok(ShareDevice { server, backend })
     }
 

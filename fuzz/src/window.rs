@@ -19,8 +19,7 @@ pub struct Recorder {
     pub mapper: WindowMapper,
     page: u64,
     model: Mutex<Vec<Page>>,
-    /// When set, the next SHMEM_MAP fails (as a VMM whose mmap failed would), leaving the range
-    /// unmapped.
+    /// When set, the next SHMEM_MAP is refused (as a VMM whose mmap failed would).
     pub fail_next_map: AtomicBool,
 }
 
@@ -109,9 +108,8 @@ impl VhostUserFrontendReqHandler for Recorder {
             "unaligned file offset from the worker"
         );
         if self.fail_next_map.swap(false, Ordering::Relaxed) {
-            // A failing VMM leaves the range unmapped, as WindowMapper does after a failed mmap.
-            self.mapper.unmap(req).expect("reset a checked range");
-            self.set(moffset, len, |_| None);
+            // A failing VMM refuses and maps nothing: the worker only maps where nothing is
+            // mapped (QEMU's rule, which the mapper enforces), so the range stays empty.
             return Err(io::Error::from_raw_os_error(libc::ENOMEM));
         }
         // SAFETY: the caller lends an open descriptor for the duration of this call.
@@ -128,6 +126,8 @@ impl VhostUserFrontendReqHandler for Recorder {
                 self.set(moffset, len, |_| None);
                 Err(e)
             }
+            // Includes a map over a live mapping: QEMU refuses it, so the worker must never send
+            // one.
             Err(e) => panic!("the owner refused what the worker checked and sent: {e}"),
         }
     }
@@ -137,7 +137,7 @@ impl VhostUserFrontendReqHandler for Recorder {
         self.assert_inside("SHMEM_UNMAP", moffset, len);
         self.mapper
             .unmap(req)
-            .unwrap_or_else(|e| panic!("the owner refused a checked unmap: {e}"));
+            .unwrap_or_else(|e| panic!("the owner refused an unmap (must be exactly one mapping): {e}"));
         self.set(moffset, len, |_| None);
         Ok(0)
     }

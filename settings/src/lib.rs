@@ -44,6 +44,9 @@ pub struct DeviceSettings {
     pub announce_submounts: bool,
     /// On a migration's destination: what to do with a node or handle that is gone.
     pub migration_on_error: MigrationOnError,
+    /// The tag GET_CONFIG answers with; `None` keeps protocol feature CONFIG off (QEMU 7.1 to
+    /// 8.0 crash when a virtio-fs backend offers it).
+    pub config_tag: Option<String>,
 }
 
 impl Default for DeviceSettings {
@@ -60,6 +63,7 @@ impl Default for DeviceSettings {
             ownership: Ownership::Host,
             announce_submounts: false,
             migration_on_error: MigrationOnError::Abort,
+            config_tag: None,
         }
     }
 }

@@ -28,6 +28,8 @@ use thiserror::Error;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Made once per process: the size of the settings does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Action {
     /// Run `fsjail serve` with these settings.
     Serve(Translation),
@@ -46,6 +48,8 @@ pub struct Translation {
     pub socket_path: Option<OsString>,
     pub fd: Option<i32>,
     pub socket_group: Option<String>,
+    /// `--tag`: the virtio-fs tag answered on GET_CONFIG.
+    pub tag: Option<String>,
     pub cache: Option<&'static str>,
     pub sandbox: Option<&'static str>,
     pub seccomp: Option<&'static str>,
@@ -338,11 +342,9 @@ fn apply_long(
         },
         // Offering the tag means offering VHOST_USER_PROTOCOL_F_CONFIG, which crashes QEMU
         // 7.1 to 8.0; the tag belongs on the frontend's command line.
-        "tag" => {
-            return unsupported(
-                "the tag is set by the VMM (QEMU: -device vhost-user-fs-pci,tag=...), fsjail never offers the CONFIG feature",
-            )
-        }
+        // virtiofsd's --tag: offer CONFIG and answer GET_CONFIG with the tag (for QEMU's
+        // generic vhost-user device); fsjail serve checks its length.
+        "tag" => set_string(&mut t.tag, text(), flag)?,
         "xattrmap" => return unsupported("extended attribute names are not remapped"),
         "modcaps" => return unsupported("the capability set is fixed by fsjail's jail"),
         "uid-map" | "gid-map" => {
@@ -641,6 +643,9 @@ impl Translation {
         }
         if let Some(group) = &self.socket_group {
             push("--socket-group", OsStr::new(group));
+        }
+        if let Some(tag) = &self.tag {
+            push("--tag", OsStr::new(tag));
         }
         if let Some(cache) = self.cache {
             push("--cache", OsStr::new(cache));

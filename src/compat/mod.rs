@@ -60,6 +60,8 @@ Translated to fsjail serve:
   --migration-on-error abort|guest-error
                               live migration: a file that is gone on the destination
                               fails the migration, or answers EIO
+  --tag NAME                  answer GET_CONFIG with this tag (QEMU 11.1's generic
+                              vhost-user device; never with QEMU 7.1 to 8.0)
 
 Accepted because fsjail already behaves that way:
   --thread-pool-size 0|1      each request queue is served on its own thread
@@ -70,7 +72,7 @@ Accepted because fsjail already behaves that way:
 
 Refused (fsjail does not do what they ask):
   --posix-acl[=auto|always], --security-label[=auto|always],
-  --tag, --xattrmap, --modcaps, --uid-map, --gid-map, --translate-uid,
+  --xattrmap, --modcaps, --uid-map, --gid-map, --translate-uid,
   --translate-gid, --writeback, --no-readdirplus, --allow-mmap, --killpriv-v2,
   --preserve-noatime, --cache metadata, --thread-pool-size N>1,
   --inode-file-handles mandatory, --migration-mode file-handles,

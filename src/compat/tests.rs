@@ -170,6 +170,12 @@ fn qemu_docs_shape() {
             "--readonly",
         ]
     );
+    // virtiofsd's --tag: the CONFIG feature with this tag (QEMU's generic vhost-user device).
+    let argv = serve_argv(&["--socket-path=/s", "--shared-dir=/d", "--tag", "vfs"]);
+    assert_eq!(
+        argv,
+        ["--shared-dir", "/d", "--socket-path", "/s", "--tag", "vfs"]
+    );
     // The deprecated --socket spelling.
     assert_eq!(
         serve(&["--socket", "/s.sock", "--shared-dir=/d"]).socket_path,
@@ -196,7 +202,6 @@ fn every_refusal_names_its_flag() {
         &["--posix-acl"],
         &["--posix-acl=always"],
         &["--security-label"],
-        &["--tag", "fs0"],
         &["--xattrmap", ":map::user.virtiofs.:"],
         &["--modcaps=+sys_admin"],
         &["--uid-map=:0:1000:1:"],

@@ -21,6 +21,8 @@ pub enum FdError {
     NotReadable,
     #[error("a writable mapping of a file not open for reading and writing")]
     NotWritable,
+    #[error("the mapping's file is empty")]
+    Empty,
 }
 
 impl FdError {
@@ -30,6 +32,7 @@ impl FdError {
             FdError::Stat(e) | FdError::Flags(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FdError::NotRegularFile(_) => libc::ENODEV,
             FdError::NotReadable | FdError::NotWritable => libc::EACCES,
+            FdError::Empty => libc::EINVAL,
         }
     }
 }
@@ -63,6 +66,23 @@ pub fn check_fd(fd: BorrowedFd<'_>, access: Access) -> Result<(), FdError> {
     }
 }
 
+/// `fd` must not be empty when it goes to a VMM: QEMU 11.1 (its RAM-from-descriptor code, which
+/// SHMEM_MAP uses) takes an empty file for new backing store and grows it to the mapping's end,
+/// which would change the guest's file behind its back. A Linux guest never maps an empty file:
+/// there is nothing to read, and a write that extends a file goes through FUSE_WRITE.
+pub fn check_not_empty(fd: BorrowedFd<'_>) -> Result<(), FdError> {
+    // SAFETY: an all-zero stat64 is a valid value of this plain C struct.
+    let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is a live descriptor for the borrow, and `st` is a writable stat64.
+    if unsafe { libc::fstat64(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(FdError::Stat(io::Error::last_os_error()));
+    }
+    if st.st_size == 0 {
+        return Err(FdError::Empty);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +113,12 @@ mod tests {
         let e = check_fd(d.as_fd(), Access::Read).unwrap_err();
         assert!(matches!(e, FdError::NotRegularFile(_)), "{e}");
         assert_eq!(e.errno(), libc::ENODEV);
+
+        check_not_empty(ro.as_fd()).unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        let e = check_not_empty(std::fs::File::open(&empty).unwrap().as_fd()).unwrap_err();
+        assert!(matches!(e, FdError::Empty), "{e}");
+        assert_eq!(e.errno(), libc::EINVAL);
     }
 }

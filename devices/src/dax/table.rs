@@ -1,9 +1,13 @@
 //! The worker's record of what is mapped in the window, by window offset.
 //!
-//! It follows `mmap(MAP_FIXED)` semantics, like the window owner does: a new mapping replaces
-//! whatever overlapped it, and an unmap may trim an entry at either end or split it in two. The
-//! entries never overlap. The number of entries is bounded, so a guest cannot grow the worker's
-//! memory without bound by mapping every other page.
+//! [`MappingTable::insert`] and [`MappingTable::remove`] follow FUSE's (and `mmap(MAP_FIXED)`'s)
+//! semantics: a new mapping replaces whatever overlapped it, and an unmap may trim an entry at
+//! either end or split it in two. The window owner does not: QEMU refuses a map over a live
+//! mapping and an unmap that is not exactly one earlier mapping, so the channel never uses
+//! those two directly but plans exact steps ([`super::plan`]) and applies them one by one with
+//! [`MappingTable::put`] and [`MappingTable::take`]. The entries never overlap. The number of
+//! entries is bounded, so a guest cannot grow the worker's memory without bound by mapping
+//! every other page.
 
 use std::collections::BTreeMap;
 
@@ -188,6 +192,45 @@ impl MappingTable {
     /// Whether the table has room for one more entry.
     pub fn has_room(&self) -> bool {
         self.entries.len() < self.max_entries
+    }
+
+    /// The bound given to [`MappingTable::new`].
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// The entries overlapping `[start, end)`, whole, in window order.
+    pub fn overlapping_entries(&self, start: u64, end: u64) -> Vec<Mapping> {
+        self.overlapping(start, end)
+            .iter()
+            .filter_map(|k| self.entries.get(k).copied())
+            .collect()
+    }
+
+    /// Records `m` where nothing is mapped (one SHMEM_MAP the owner made). Returns false, with
+    /// the table unchanged, when `m` is empty, wraps or overlaps an entry. The bound is the
+    /// planner's to check: undoing a step must always succeed.
+    pub fn put(&mut self, m: Mapping) -> bool {
+        let Some(end) = m.moffset.checked_add(m.len) else {
+            return false;
+        };
+        if m.len == 0 || !self.overlapping(m.moffset, end).is_empty() {
+            return false;
+        }
+        self.bytes += m.len;
+        self.entries.insert(m.moffset, m);
+        true
+    }
+
+    /// Forgets the entry identical to `m` (one SHMEM_UNMAP the owner made). Returns false, with
+    /// the table unchanged, when there is none.
+    pub fn take(&mut self, m: &Mapping) -> bool {
+        if self.entries.get(&m.moffset) != Some(m) {
+            return false;
+        }
+        self.entries.remove(&m.moffset);
+        self.bytes -= m.len;
+        true
     }
 }
 

@@ -11,10 +11,17 @@
 //! PROT_NONE anonymous memory over the range instead of calling munmap, so nothing else in the
 //! process (malloc, another mmap) can ever be placed inside the window where the guest could
 //! reach it.
+//!
+//! By default the mapper keeps QEMU 11.1's rules for the window ([`Overlaps::Refuse`]): a
+//! SHMEM_MAP over any live mapping is refused, and a SHMEM_UNMAP must name exactly one earlier
+//! mapping. A worker that passes our tests therefore works with QEMU too. An embedding VMM that
+//! wants `mmap(MAP_FIXED)` replacement and trimming asks for it with [`Overlaps::Replace`].
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::ptr::NonNull;
+use std::sync::{Mutex, MutexGuard};
 
 use log::error;
 use thiserror::Error;
@@ -51,6 +58,27 @@ pub enum WindowError {
     Map(io::Error),
     #[error("resetting a window range to PROT_NONE: {0}")]
     Reset(io::Error),
+    #[error(
+        "refused: {moffset:#x}+{len:#x} overlaps the live mapping {live_offset:#x}+{live_len:#x}"
+    )]
+    Overlap {
+        moffset: u64,
+        len: u64,
+        live_offset: u64,
+        live_len: u64,
+    },
+    #[error("refused: {moffset:#x}+{len:#x} is not exactly one live mapping")]
+    NotMapped { moffset: u64, len: u64 },
+}
+
+/// What the mapper does with a map over live mappings and an unmap of part of one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overlaps {
+    /// QEMU 11.1's rules: refuse both.
+    #[default]
+    Refuse,
+    /// `mmap(MAP_FIXED)` semantics: a map replaces what it overlaps, an unmap trims or splits.
+    Replace,
 }
 
 impl WindowError {
@@ -60,6 +88,7 @@ impl WindowError {
         match self {
             WindowError::Check(e) => e.errno(),
             WindowError::Fd(e) => e.errno(),
+            WindowError::Overlap { .. } => libc::EEXIST,
             WindowError::Map(e)
             | WindowError::Reset(e)
             | WindowError::Reserve { source: e, .. } => e.raw_os_error().unwrap_or(libc::EIO),
@@ -79,6 +108,10 @@ impl From<WindowError> for io::Error {
 pub struct WindowMapper {
     base: NonNull<u8>,
     window: Window,
+    overlaps: Overlaps,
+    /// Live mappings, offset -> length (kept under [`Overlaps::Refuse`] only). The lock is
+    /// held from the check to the mmap, so two requests cannot both pass the overlap check.
+    live: Mutex<BTreeMap<u64, u64>>,
 }
 
 // SAFETY: `base` is the address of a reservation this struct owns; it is only passed to
@@ -97,6 +130,16 @@ impl WindowMapper {
     /// Reserves a window whose requests are checked against `page`, which must be a multiple of
     /// the real host page (so a 4K host can enforce a 16K or 64K host's rules).
     pub fn with_page_size(len: u64, page: u64) -> Result<Self, WindowError> {
+        Self::with_options(len, page, Overlaps::Refuse)
+    }
+
+    /// A window with mmap's replacement semantics instead of QEMU's rules (see [`Overlaps`]).
+    pub fn replacing(len: u64) -> Result<Self, WindowError> {
+        Self::with_options(len, settings::host_page_size(), Overlaps::Replace)
+    }
+
+    /// Reserves a window checked against `page` that treats overlaps as `overlaps` says.
+    pub fn with_options(len: u64, page: u64, overlaps: Overlaps) -> Result<Self, WindowError> {
         let host = settings::host_page_size();
         let window = Window::new(len, page)?;
         // Both are powers of two, so the larger is a multiple of the smaller.
@@ -126,7 +169,28 @@ impl WindowMapper {
             len,
             source: io::Error::from_raw_os_error(libc::ENOMEM),
         })?;
-        Ok(WindowMapper { base, window })
+        Ok(WindowMapper {
+            base,
+            window,
+            overlaps,
+            live: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn live(&self) -> MutexGuard<'_, BTreeMap<u64, u64>> {
+        // Each update is one insert or remove, after the mmap it records succeeded.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live mappings as (offset, length), in window order (empty under
+    /// [`Overlaps::Replace`], which keeps no record).
+    pub fn mappings(&self) -> Vec<(u64, u64)> {
+        self.live().iter().map(|(o, l)| (*o, *l)).collect()
+    }
+
+    /// How the mapper treats overlaps.
+    pub fn overlaps(&self) -> Overlaps {
+        self.overlaps
     }
 
     /// The window's geometry.
@@ -186,7 +250,25 @@ impl WindowMapper {
             Access::Read => libc::PROT_READ,
             Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
         };
-        self.mmap_file(shm_offset, len, prot, fd.as_raw_fd(), fd_offset)
+        if self.overlaps == Overlaps::Replace {
+            return self.mmap_file(shm_offset, len, prot, fd.as_raw_fd(), fd_offset);
+        }
+        let mut live = self.live();
+        // check_map refused ranges that wrap.
+        let end = shm_offset + len;
+        if let Some((&o, &l)) = live.range(..end).next_back() {
+            if o + l > shm_offset {
+                return Err(WindowError::Overlap {
+                    moffset: shm_offset,
+                    len,
+                    live_offset: o,
+                    live_len: l,
+                });
+            }
+        }
+        self.mmap_file(shm_offset, len, prot, fd.as_raw_fd(), fd_offset)?;
+        live.insert(shm_offset, len);
+        Ok(())
     }
 
     fn mmap_file(
@@ -242,19 +324,35 @@ impl WindowMapper {
     }
 
     /// Unmaps `req.len` bytes at `req.shm_offset` (the file offset and flags are ignored): the
-    /// range becomes PROT_NONE reserved memory again.
+    /// range becomes PROT_NONE reserved memory again. Under [`Overlaps::Refuse`] the range must
+    /// be exactly one live mapping.
     pub fn unmap(&self, req: &VhostUserMMap) -> Result<(), WindowError> {
         let (shmid, shm_offset, len) = (req.shmid, req.shm_offset, req.len);
         if shmid != CACHE_SHMID {
             return Err(WindowError::BadRegion(shmid));
         }
         check_range(&self.window, shm_offset, len)?;
-        self.reset(shm_offset, len)
+        if self.overlaps == Overlaps::Replace {
+            return self.reset(shm_offset, len);
+        }
+        let mut live = self.live();
+        if live.get(&shm_offset) != Some(&len) {
+            return Err(WindowError::NotMapped {
+                moffset: shm_offset,
+                len,
+            });
+        }
+        self.reset(shm_offset, len)?;
+        live.remove(&shm_offset);
+        Ok(())
     }
 
     /// Unmaps the whole window (the worker disconnected, or the guest reset the device).
     pub fn clear(&self) -> Result<(), WindowError> {
-        self.reset(0, self.window.len())
+        let mut live = self.live();
+        self.reset(0, self.window.len())?;
+        live.clear();
+        Ok(())
     }
 }
 
@@ -445,6 +543,65 @@ mod tests {
             .unmap(&mmap_req(0, DAX_BLOCK, 2 * DAX_BLOCK, false))
             .unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL);
+    }
+
+    /// What QEMU 11.1 refuses, this refuses: a map over any part of a live mapping, and an
+    /// unmap that is not exactly one live mapping. Each refusal changes nothing. With
+    /// `Overlaps::Replace` both are mmap's replacement and trimming instead.
+    #[test]
+    fn refuses_what_qemu_refuses() {
+        let w = WindowMapper::new(4 * DAX_BLOCK).unwrap();
+        assert_eq!(w.overlaps(), Overlaps::Refuse);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 8192]).unwrap();
+        let ro = OpenOptions::new().read(true).open(&path).unwrap();
+        let page = settings::host_page_size();
+        w.map(&mmap_req(0, DAX_BLOCK, DAX_BLOCK, false), ro.as_fd())
+            .unwrap();
+        let before = window_vmas(&w);
+        for (shm_offset, len) in [
+            (DAX_BLOCK, DAX_BLOCK),
+            (DAX_BLOCK + page, page),
+            (0, DAX_BLOCK + page),
+            (2 * DAX_BLOCK - page, 2 * page),
+            (0, 4 * DAX_BLOCK),
+        ] {
+            let e = w
+                .map(&mmap_req(0, shm_offset, len, false), ro.as_fd())
+                .unwrap_err();
+            assert!(matches!(e, WindowError::Overlap { .. }), "{e}");
+            assert_eq!(window_vmas(&w), before);
+        }
+        for (shm_offset, len) in [
+            (DAX_BLOCK, page),
+            (DAX_BLOCK + page, DAX_BLOCK - page),
+            (0, 2 * DAX_BLOCK),
+            (0, DAX_BLOCK),
+        ] {
+            let e = w.unmap(&mmap_req(0, shm_offset, len, false)).unwrap_err();
+            assert!(matches!(e, WindowError::NotMapped { .. }), "{e}");
+            assert_eq!(window_vmas(&w), before);
+        }
+        assert_eq!(w.mappings(), vec![(DAX_BLOCK, DAX_BLOCK)]);
+        // Beside it is fine, and the exact unmap.
+        w.map(&mmap_req(0, 0, DAX_BLOCK, false), ro.as_fd())
+            .unwrap();
+        w.unmap(&mmap_req(0, DAX_BLOCK, DAX_BLOCK, false)).unwrap();
+        assert_eq!(w.mappings(), vec![(0, DAX_BLOCK)]);
+        w.clear().unwrap();
+        assert!(w.mappings().is_empty());
+
+        // Asked for explicitly: MAP_FIXED replacement and trimming.
+        let r = WindowMapper::replacing(4 * DAX_BLOCK).unwrap();
+        r.map(&mmap_req(0, 0, DAX_BLOCK, false), ro.as_fd())
+            .unwrap();
+        r.map(&mmap_req(0, page, page, false), ro.as_fd()).unwrap();
+        r.unmap(&mmap_req(0, 0, page, false)).unwrap();
+        let vmas = window_vmas(&r);
+        let base = r.as_ptr() as u64;
+        assert_eq!(vmas[0], (base, base + page, "---p".to_owned()), "{vmas:?}");
+        assert_eq!(vmas[1].2, "r--s", "{vmas:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The vhost-user side of the device: feature negotiation with the frontend, one thread per
 //! request queue, and the loop that moves descriptor chains through the FUSE server.
 
+pub mod config;
 mod memory;
 mod queue;
 
@@ -57,6 +58,8 @@ pub struct FsBackend<F> {
     exit_notifiers: Mutex<Vec<EventNotifier>>,
     /// Device state transfer (DEVICE_STATE), when the share can be migrated.
     migration: Option<crate::migration::transfer::Transfer>,
+    /// The configuration space GET_CONFIG answers with; `None` keeps CONFIG off.
+    config: Option<config::FsConfig>,
 }
 
 impl<F> FsBackend<F>
@@ -72,6 +75,7 @@ where
             mem: RwLock::new(None),
             exit_notifiers: Mutex::new(Vec::new()),
             migration: None,
+            config: None,
         })
     }
 
@@ -83,6 +87,14 @@ where
     ) -> Self {
         self.migration = Some(crate::migration::transfer::Transfer::new(handler));
         self
+    }
+
+    /// Offers protocol feature CONFIG and answers GET_CONFIG with `tag` (virtiofsd's `--tag`),
+    /// for frontends that read the tag from the backend, such as QEMU's generic
+    /// `vhost-user-test-device-pci`. Off unless asked: QEMU 7.1 to 8.0 crash on CONFIG.
+    pub fn with_config_tag(mut self, tag: &str) -> Result<Self, config::TagError> {
+        self.config = Some(config::FsConfig::new(tag, self.num_request_queues)?);
+        Ok(self)
     }
 
     /// How many queue threads the daemon runs: one per request queue, the first also taking the
@@ -135,8 +147,8 @@ where
             | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
     }
 
-    /// CONFIG is never offered: QEMU 7.1 to 8.0 crash when a virtio-fs backend offers it.
-    /// SHMEM (the DAX window) only when the share has one.
+    /// CONFIG only with a configured tag: QEMU 7.1 to 8.0 crash when a virtio-fs backend
+    /// offers it. SHMEM (the DAX window) only when the share has one.
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
         let mut features = VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
@@ -144,6 +156,9 @@ where
             | VhostUserProtocolFeatures::BACKEND_SEND_FD;
         if self.migration.is_some() {
             features |= VhostUserProtocolFeatures::DEVICE_STATE;
+        }
+        if self.config.is_some() {
+            features |= VhostUserProtocolFeatures::CONFIG;
         }
         if self.server.dax().is_some() {
             features | VhostUserProtocolFeatures::SHMEM
@@ -188,6 +203,22 @@ where
                 io::ErrorKind::Unsupported,
                 "this share cannot be migrated",
             )),
+        }
+    }
+
+    /// The virtio-fs configuration space (only asked when CONFIG was offered). A range outside
+    /// it gets an empty answer, which the frontend takes as a failure.
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        match &self.config {
+            Some(c) => c.read(offset, size).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    /// RESET_DEVICE: the frontend dropped the window with the device, so the table goes too.
+    fn reset_device(&self) {
+        if let Some(dax) = self.server.dax() {
+            dax.reset();
         }
     }
 

@@ -477,6 +477,9 @@ fn check_share(
         max_write: super::defaults::MAX_WRITE,
         announce_submounts: flag(&raw.announce_submounts, false),
         migration_on_error: migration_on_error?,
+        // A TOML bool (the parser names the line of anything else); the tag it sends is
+        // `tag`, checked above to fit the 36 bytes of the virtio-fs config space.
+        config_tag: flag(&raw.config_tag, false),
     })
 }
 

@@ -34,6 +34,7 @@
 //! | `[[share]]` | `num_request_queues` | integer | 1 | 1 to 64, one thread each |
 //! | `[[share]]` | `migration_on_error` | string | `"abort"` | a live migration's destination, for a file the guest knew that is gone: `abort` the migration or answer `guest-error` (EIO) on it |
 //! | `[[share]]` | `announce_submounts` | bool | `false` | mark directories that are other host mounts (FUSE_ATTR_SUBMOUNT): the guest gives each its own st_dev |
+//! | `[[share]]` | `config_tag` | bool | `false` | offer CONFIG and answer GET_CONFIG with `tag` (virtiofsd's `--tag`), for QEMU's generic `vhost-user-test-device-pci`; never with QEMU 7.1 to 8.0, which crash on it |
 
 mod check;
 mod env;
@@ -127,6 +128,11 @@ pub struct ShareConfig {
     /// fail the migration, or answer EIO on it.
     #[serde(default, with = "migration_on_error_str")]
     pub migration_on_error: MigrationOnError,
+    /// Answer the frontend's GET_CONFIG with `tag` (protocol feature CONFIG), for frontends
+    /// that read the tag from the backend (QEMU 11.1's `vhost-user-test-device-pci`). Off by
+    /// default: QEMU 7.1 to 8.0 crash when a virtio-fs backend offers CONFIG.
+    #[serde(default)]
+    pub config_tag: bool,
 }
 
 /// One line of a uid/gid map: `count` ids starting at `guest` map to ids starting at `host`.
@@ -178,6 +184,7 @@ impl ShareConfig {
             ownership: self.ownership,
             announce_submounts: self.announce_submounts,
             migration_on_error: self.migration_on_error,
+            config_tag: self.config_tag.then(|| self.tag.clone()),
         }
     }
 }
@@ -364,6 +371,7 @@ impl ShareConfig {
             max_write: defaults::MAX_WRITE,
             announce_submounts: false,
             migration_on_error: MigrationOnError::Abort,
+            config_tag: false,
         }
     }
 

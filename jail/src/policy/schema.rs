@@ -57,6 +57,7 @@ pub(crate) struct RawShare {
     pub blksize: Option<Spanned<i64>>,
     pub announce_submounts: Option<Spanned<bool>>,
     pub migration_on_error: Option<Spanned<String>>,
+    pub config_tag: Option<Spanned<bool>>,
 }
 
 /// A size in bytes: an integer, or a string with a K/M/G suffix (`"1G"`).

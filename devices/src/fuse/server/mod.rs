@@ -280,6 +280,10 @@ where
             offered |= u64::from(init.flags2) << 32;
         }
         let fs_wants = self.fs.init(FsOptions::from_bits_truncate(offered))?.bits();
+        if let Some(dax) = &self.dax {
+            // A new session: the window may still hold the last one's mappings.
+            dax.restart();
+        }
         // With DAX on, tell the guest the host page: it must align every mapping to it.
         let dax_caps = if self.dax.is_some() {
             init_flags::MAP_ALIGNMENT

@@ -154,7 +154,7 @@ fn unknown_key_in_share() {
     let f = Fixture::new();
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\ncahce = \"never\"\n"),
-        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`"
+        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`, `config_tag`"
     );
 }
 
@@ -613,5 +613,18 @@ fn migration_on_error_key() {
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nmigration_on_error = \"ignore\"\n"),
         "policy.toml:8: share \"a\": migration_on_error \"ignore\": expected one of \"abort\", \"guest-error\""
+    );
+}
+
+#[test]
+fn config_tag_is_off_unless_asked() {
+    let f = Fixture::new();
+    let p = f.ok("[[share]]\ntag = \"vfs\"\npath = \"a\"\n");
+    assert!(!p.shares[0].config_tag, "CONFIG must stay off by default");
+    let p = f.ok("[[share]]\ntag = \"vfs\"\npath = \"a\"\nconfig_tag = true\n");
+    assert!(p.shares[0].config_tag);
+    assert_eq!(
+        f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nconfig_tag = \"vfs\"\n"),
+        "policy.toml:8: share \"a\": config_tag: invalid type: string \"vfs\", expected a boolean"
     );
 }
