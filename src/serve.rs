@@ -52,6 +52,8 @@ pub enum ServeError {
     Broker(jail::broker::BrokerError),
     #[error("installing the seccomp filter: {0}")]
     Seccomp(#[from] seccomp::Error),
+    #[error("--landlock require: --sandbox none serves unconfined, without Landlock")]
+    LandlockUnjailed,
     #[error(transparent)]
     Setup(#[from] crate::serve_setup::SetupError),
 }
@@ -88,6 +90,11 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         });
     }
 
+    if args.sandbox == SandboxMode::None
+        && args.landlock == Some(jail::steps::landlock::LandlockMode::Require)
+    {
+        return Err(ServeError::LandlockUnjailed);
+    }
     // The socket is bound here, before anything else: building the passthrough filesystem sets
     // the process umask to 0 (fuse-backend-rs does), and the socket should keep the caller's.
     let (listener, socket_name) = listen(args)?;
@@ -113,6 +120,9 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     share.xattr = args.xattr;
     share.sandbox = args.sandbox;
     share.seccomp = args.seccomp;
+    if let Some(landlock) = args.landlock {
+        share.landlock = landlock;
+    }
     share.num_request_queues = args.num_request_queues;
     share.dax_window = args.dax_window.0;
     share.blksize = args.blksize;

@@ -2,7 +2,7 @@
 //! `jail::spawn`), with its control socket on fd 3 and nothing else.
 //!
 //! The worker receives its share's settings and the listening socket from the broker, jails
-//! itself in the order of `jail::steps` (3 to 8; 9, seccomp, is a later issue), tells the
+//! itself in the order of `jail::steps` (3 to 10), tells the
 //! broker it is ready, and serves one frontend connection. It exits 0 when the frontend
 //! disconnects (the broker then starts a fresh worker on the same socket) or on SIGTERM.
 //!
@@ -14,9 +14,11 @@
 //! - rlimits while CAP_SYS_RESOURCE may still be needed to set NOFILE;
 //! - closing fds once everything the worker keeps is open;
 //! - groups and capabilities after every privileged operation;
-//! - no_new_privs and the parent-death check last but seccomp, which must be the very last.
+//! - no_new_privs and the parent-death check, then Landlock (it needs no_new_privs and must
+//!   come before any thread);
+//! - seccomp, which must be the very last.
 //!
-//! Steps 5 to 8 set per-thread state, so they run before the vhost-user daemon starts its
+//! Steps 5 to 9 set per-thread state, so they run before the vhost-user daemon starts its
 //! threads, which inherit the jail.
 
 use std::fs::File;
@@ -34,7 +36,7 @@ use devices::vhost_user::{self, FsBackend};
 use fuse_backend_rs::passthrough::PassthroughFs;
 use jail::handover::{self, HandoverError};
 use jail::policy::{SandboxMode, ShareConfig};
-use jail::steps::{creds, fds, mounts, pid1, privs, rlimits, JailError};
+use jail::steps::{creds, fds, landlock, mounts, pid1, privs, rlimits, JailError};
 use log::{info, warn, LevelFilter};
 use thiserror::Error;
 use vhost::vhost_user::Listener;
@@ -47,7 +49,7 @@ use vhost::vhost_user::Listener;
     note = "\
     The broker (`fsjail run`, `fsjail serve`) starts this inside the new namespaces with the \
     control socket on the given fd; the share's settings and the listening socket arrive over \
-    it. The worker then takes jail steps 3 to 9 and serves one frontend connection."
+    it. The worker then takes jail steps 3 to 10 and serves one frontend connection."
 )]
 pub struct WorkerArgs {
     /// the control socket fd inherited from the broker
@@ -148,11 +150,23 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         creds::limit_caps(&creds::worker_caps(share.allow_devices)).map_err(JailError::from)?;
 
         privs::apply(control.as_fd()).map_err(JailError::from)?;
+
+        // Step 9: still one thread, no_new_privs set, before seccomp (which forbids its calls).
+        let landlock = landlock::apply(prepared.share_root.as_fd(), share.readonly, share.landlock)
+            .map_err(JailError::from)?;
+        log_landlock(&share.tag, landlock);
     }
 
     let passthrough = Arc::new(prepared.passthrough);
     let mut policy = SharePolicy::new(passthrough.clone(), share.readonly)
         .with_allow_devices(share.allow_devices);
+    if share.sandbox != SandboxMode::None {
+        // Our root is the share, so a node's /proc/self/fd path names it from the share; see
+        // with_confinement for what Landlock leaves to this check.
+        let resolver = passthrough.clone();
+        policy =
+            policy.with_confinement(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
+    }
     if share.xattr && share.sandbox != SandboxMode::None {
         // The share is our root now, so fuse-backend-rs's "/proc/self/fd/N" xattr paths do not
         // resolve; name the inode through its own proc fd instead (see with_xattr_paths).
@@ -174,7 +188,7 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     })?;
     let backend = Arc::new(FsBackend::new(Arc::new(server), share.num_request_queues)?);
 
-    // Step 9, last: the filter forbids what the steps above needed (mount, setgroups, ...).
+    // Step 10, last: the filter forbids what the steps above needed (mount, setgroups, ...).
     // Installed on every thread (TSYNC) before the first byte from a frontend is read; the
     // queue threads started later inherit it.
     seccomp::install(share.seccomp)?;
@@ -191,10 +205,9 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
 
 /// Namespace sandbox: tmpfs root, passthrough built with our `/proc`, chroot into the share.
 fn prepare_namespace(share: &ShareConfig) -> Result<Prepared, WorkerError> {
-    mounts::enter_new_root(&share.path, share.readonly).map_err(JailError::from)?;
-    let share_dir = Path::new(mounts::SHARE_DIR);
-    let share_root = open_root(share, share_dir)?;
-    build_passthrough(share, share_root, || mounts::enter_share(share_dir))
+    let share_dir = mounts::enter_new_root(&share.path, share.readonly).map_err(JailError::from)?;
+    let share_root = open_root(share, &share_dir)?;
+    build_passthrough(share, share_root, || mounts::enter_share(&share_dir))
 }
 
 /// Chroot sandbox (virtiofsd's `--sandbox chroot`): the host's `/proc`, chroot into the share.
@@ -270,6 +283,26 @@ fn share_options(share: &ShareConfig, root: &Path) -> ShareOptions {
     opts.cache = share.cache;
     opts.xattr = share.xattr;
     opts
+}
+
+fn log_landlock(tag: &str, outcome: landlock::Outcome) {
+    match outcome {
+        landlock::Outcome::Enforced(rights) => info!(
+            "share {tag:?}: Landlock ABI {} enforced: read{} beneath the share only",
+            rights.abi,
+            if rights.fs_beneath_share.contains(landlock::AccessFs::WriteFile) {
+                "/write"
+            } else {
+                ""
+            }
+        ),
+        landlock::Outcome::Skipped(why) => {
+            warn!("share {tag:?}: landlock = \"best-effort\": {why}; running without Landlock")
+        }
+        landlock::Outcome::Off => warn!(
+            "share {tag:?}: landlock = \"off\": a directory moved out of the share by the host stays reachable"
+        ),
+    }
 }
 
 /// Takes ownership of the control socket the broker put on `fd`, after checking it is an open

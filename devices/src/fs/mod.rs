@@ -5,6 +5,7 @@
 //! (read-only, no device nodes, no ioctls) is layered on top of it by [`policy::SharePolicy`], so
 //! that the policy is enforced at the `FileSystem` trait whatever filesystem sits underneath.
 
+pub mod confine;
 pub mod policy;
 mod xattr_path;
 

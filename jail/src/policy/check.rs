@@ -19,6 +19,7 @@ use super::error::{line_of, Diagnostic, PolicyError};
 use super::idmap::{check_map, IdKind};
 use super::schema::{share_name, RawBroker, RawPolicy, RawShare, RawSize};
 use super::{defaults, BrokerSettings, IdMap, Policy, RestartPolicy, SandboxMode, ShareConfig};
+use crate::steps::landlock::LandlockMode;
 
 /// `sun_path` is 108 bytes including the terminating NUL.
 const SOCKET_PATH_MAX: usize = 107;
@@ -417,6 +418,25 @@ fn check_share(
         },
     };
 
+    let landlock = choice(
+        d,
+        &name,
+        "landlock",
+        &raw.landlock,
+        LandlockMode::default_from_env(),
+        LandlockMode::NAMES,
+    );
+    if let (Some(LandlockMode::Require), Some(l), Some(SandboxMode::None)) =
+        (landlock, &raw.landlock, sandbox)
+    {
+        d.at(
+            l.span(),
+            &name,
+            "landlock \"require\": sandbox \"none\" runs the worker unconfined, without Landlock"
+                .to_owned(),
+        );
+    }
+
     if d.list.len() != before {
         return None;
     }
@@ -439,6 +459,7 @@ fn check_share(
         dax_window: dax_window?,
         blksize: blksize?,
         max_write: super::defaults::MAX_WRITE,
+        landlock: landlock?,
     })
 }
 

@@ -30,6 +30,7 @@
 //! | `[[share]]` | `sandbox` | string | `"namespace"` | `namespace`, `chroot` (root only), `none` (debugging only) |
 //! | `[[share]]` | `allow_devices` | bool | `false` | keep CAP_MKNOD so the guest can create device nodes |
 //! | `[[share]]` | `num_request_queues` | integer | 1 | 1 to 64, one thread each |
+//! | `[[share]]` | `landlock` | string | `"best-effort"` | `require` (the worker refuses to start without Landlock ABI 2+), `best-effort`, `off`; see `steps::landlock` |
 
 mod check;
 mod env;
@@ -111,6 +112,9 @@ pub struct ShareConfig {
     /// files keep the default).
     #[serde(default = "defaults::max_write")]
     pub max_write: u32,
+    /// Jail step 9: whether the worker must, may or must not restrict itself with Landlock.
+    #[serde(default)]
+    pub landlock: crate::steps::landlock::LandlockMode,
 }
 
 /// One line of a uid/gid map: `count` ids starting at `guest` map to ids starting at `host`.
@@ -321,6 +325,7 @@ impl ShareConfig {
             dax_window: 0,
             blksize: defaults::BLKSIZE,
             max_write: defaults::MAX_WRITE,
+            landlock: crate::steps::landlock::LandlockMode::default_from_env(),
         }
     }
 

@@ -53,6 +53,7 @@ pub(crate) struct RawShare {
     pub seccomp: Option<Spanned<String>>,
     pub dax_window: Option<Spanned<RawSize>>,
     pub blksize: Option<Spanned<i64>>,
+    pub landlock: Option<Spanned<String>>,
 }
 
 /// A size in bytes: an integer, or a string with a K/M/G suffix (`"1G"`).

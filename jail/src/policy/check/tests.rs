@@ -149,7 +149,7 @@ fn unknown_key_in_share() {
     let f = Fixture::new();
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\ncahce = \"never\"\n"),
-        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`"
+        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `landlock`"
     );
 }
 
@@ -319,6 +319,10 @@ fn enumerated_keys_list_their_values() {
         (
             "sandbox = \"vm\"",
             "sandbox \"vm\": expected one of \"namespace\", \"chroot\", \"none\"",
+        ),
+        (
+            "landlock = \"maybe\"",
+            "landlock \"maybe\": expected one of \"require\", \"best-effort\", \"off\"",
         ),
     ] {
         assert_eq!(
@@ -536,4 +540,31 @@ fn guest_id_zero_must_be_mapped() {
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nuid_map = [{ guest = 1, host = 1000, count = 1 }]\n"),
         "policy.toml:8: share \"a\": uid_map: no entry maps guest id 0; the worker runs as id 0 in its user namespace"
     );
+}
+
+#[test]
+fn landlock_key() {
+    use crate::steps::landlock::LandlockMode;
+    let f = Fixture::new();
+    let base = "[[share]]\ntag = \"a\"\npath = \"a\"\n";
+    for (value, want) in [
+        ("require", LandlockMode::Require),
+        ("best-effort", LandlockMode::BestEffort),
+        ("off", LandlockMode::Off),
+    ] {
+        let p = f.ok(&format!("{base}landlock = \"{value}\"\n"));
+        assert_eq!(p.shares[0].landlock, want);
+    }
+    // Without the key: best-effort, or require when FSJAIL_LANDLOCK_DEFAULT says so.
+    assert_eq!(
+        f.ok(base).shares[0].landlock,
+        LandlockMode::default_from_env()
+    );
+    assert_eq!(
+        f.err(&format!("{base}sandbox = \"none\"\nlandlock = \"require\"\n")),
+        "policy.toml:9: share \"a\": landlock \"require\": sandbox \"none\" runs the worker unconfined, without Landlock"
+    );
+    // Off with no sandbox is consistent, and so is the default.
+    f.ok(&format!("{base}sandbox = \"none\"\nlandlock = \"off\"\n"));
+    f.ok(&format!("{base}sandbox = \"none\"\n"));
 }
