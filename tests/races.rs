@@ -364,3 +364,24 @@ fn moved_back_in_works_again() {
         0o600
     );
 }
+
+/// `--landlock require` with `--sandbox none` would promise a ruleset no worker applies.
+#[test]
+fn require_without_a_sandbox_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::fsjail_binary())
+        .args(["serve", "--sandbox", "none", "--landlock", "require"])
+        .arg("--socket-path")
+        .arg(dir.path().join("s.sock"))
+        .arg("--shared-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--landlock require: --sandbox none serves unconfined"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("s.sock").exists(), "the socket was bound");
+}
