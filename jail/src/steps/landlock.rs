@@ -20,6 +20,15 @@
 //! the share too. Since ABI 4 the ruleset also denies TCP bind and connect, since ABI 6 it
 //! scopes abstract unix sockets and signals to the worker.
 //!
+//! The worker's own needs: descriptors opened before the ruleset (the passthrough's
+//! `/proc/self/fd` directory and `/proc/self/mountinfo`, the control socket, the listener) are
+//! not checked again, since Landlock checks at open time. The passthrough opens a file by
+//! reopening its O_PATH descriptor through `/proc/self/fd/N`; the kernel checks that open
+//! against the file the magic link names, not against /proc, so reopens beneath the share pass
+//! and the reopen of a file the host moved out is refused (this is how OPEN under a moved
+//! directory fails). `readlink` of those links (the xattr and confinement paths) is not a
+//! Landlock access. The whole test suite runs with `FSJAIL_LANDLOCK_DEFAULT=require` in CI.
+//!
 //! `restrict_self` applies to the calling thread only (and the threads it starts later): the
 //! worker runs this step while it is still single-threaded, after no_new_privs (step 8), which
 //! an unprivileged process needs for it, and before seccomp (step 10), whose filter does not
