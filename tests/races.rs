@@ -385,3 +385,56 @@ fn require_without_a_sandbox_is_refused() {
     );
     assert!(!dir.path().join("s.sock").exists(), "the socket was bound");
 }
+
+/// A share that is itself a bind mount of a directory inside its filesystem cannot be anchored
+/// above (the worker can only bind what the mount shows): the worker says so in its log.
+#[test]
+fn a_share_bound_from_a_subdirectory_is_warned_about() {
+    struct Unmount(std::ffi::CString);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            // SAFETY: a NUL-terminated path; umount2 only reads it.
+            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    let top = tempfile::tempdir().unwrap();
+    let (inner, share) = (top.path().join("real/inner"), top.path().join("share"));
+    fs::create_dir_all(&inner).unwrap();
+    fs::create_dir(&share).unwrap();
+    let c = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let (src, dst) = (c(&inner), c(&share));
+    // SAFETY: NUL-terminated paths; a plain bind mount with no data.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "bind mount: {}", std::io::Error::last_os_error());
+    let _unmount = Unmount(dst);
+    let b = common::Backend::start(
+        common::Kind::Fsjail,
+        &Config {
+            share_dir: Some(share),
+            ..Config::default()
+        },
+    );
+    let _s = b.session();
+    let t = std::time::Instant::now();
+    while !b.log().contains("is a bind mount of") {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "no warning:\n{}",
+            b.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        b.log().contains("/real/inner inside its filesystem"),
+        "{}",
+        b.log()
+    );
+}

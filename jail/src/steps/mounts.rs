@@ -166,6 +166,7 @@ impl Anchor {
             return itself(share_fd);
         };
         if is_mount_root(share_fd) {
+            warn_if_subtree_bind(share_fd, share);
             return itself(share_fd);
         }
         // The parent of the directory we opened, not of the path: the path may have changed.
@@ -213,6 +214,43 @@ fn is_mount_root(fd: &OwnedFd) -> bool {
     };
     let mask = libc::STATX_ATTR_MOUNT_ROOT as u64;
     rc != 0 || stx.stx_attributes_mask & mask == 0 || stx.stx_attributes & mask != 0
+}
+
+/// A share that is the root of a bind mount of a directory inside its filesystem (not of the
+/// filesystem's root) has an outside the worker cannot be anchored above: a directory moved
+/// from the share to elsewhere in that filesystem keeps the share's Landlock rights on Linux
+/// 6.18+ (see the module doc). Says so; the share works as before.
+fn warn_if_subtree_bind(share_fd: &OwnedFd, share: &Path) {
+    // SAFETY: statx writes only into `stx`, a plain C struct for which zeroes are valid.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `share_fd` itself; `stx`
+    // is writable for the call.
+    let rc = unsafe {
+        libc::statx(
+            share_fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if rc != 0 || stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return;
+    }
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let id = stx.stx_mnt_id.to_string();
+    let root = mountinfo.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        (f.next() == Some(id.as_str())).then(|| f.nth(2))?
+    });
+    if let Some(root) = root.filter(|r| *r != "/") {
+        log::warn!(
+            "the share {} is a bind mount of {root} inside its filesystem: a directory the host moves from it to elsewhere in that filesystem keeps the share's Landlock rights (Linux 6.18+); share a directory below the mount instead",
+            share.display()
+        );
+    }
 }
 
 /// After the bind: `inside` must be the directory we opened as the share (a host process could
