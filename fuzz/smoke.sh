@@ -16,7 +16,7 @@ seconds="${FUZZ_SECONDS:-60}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(fuse_server descriptor_chain dax_mapping policy_parser vhost_user_messages migration_state)
+  targets=(fuse_server fuse_server_readonly descriptor_chain dax_mapping policy_parser vhost_user_messages migration_state)
 fi
 
 # libfuzzer-sys compiles libFuzzer (C++).

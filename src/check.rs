@@ -18,7 +18,7 @@ use jail::policy::{self, plan, IdMap, Policy, ShareConfig};
     note = "\
     Nothing is started and nothing is created. The output is itself a valid policy: every key \
     of every share with its default filled in, followed by the jail steps (namespaces, mounts, \
-    rlimits, capabilities, seccomp) as comments. Errors go to stderr, each naming the file, the \
+    rlimits, capabilities, Landlock with the kernel's ABI, seccomp) as comments. Errors go to stderr, each naming the file, the \
     line and the key.",
     error_code(2, "the policy file is invalid")
 )]
@@ -106,6 +106,7 @@ fn render_share(out: &mut String, s: &ShareConfig, euid: u32, egid: u32) {
     let _ = writeln!(out, "announce_submounts = {}", s.announce_submounts);
     let _ = writeln!(out, "migration_on_error = \"{}\"", s.migration_on_error);
     let _ = writeln!(out, "config_tag = {}", s.config_tag);
+    let _ = writeln!(out, "landlock = \"{}\"", s.landlock);
     let _ = writeln!(out, "# jail:");
     for step in plan::describe(s, euid, egid) {
         let _ = writeln!(out, "#   {step}");

@@ -162,6 +162,11 @@ pub struct ServeArgs {
     #[argh(option, default = "seccomp::Mode::Kill")]
     pub seccomp: seccomp::Mode,
 
+    /// the jailed worker's Landlock ruleset: require (refuse to start without it), best-effort
+    /// (default: used when the kernel has ABI 2 or later) or off; see README's Sandbox
+    #[argh(option)]
+    pub landlock: Option<jail::steps::landlock::LandlockMode>,
+
     /// open-file limit: N sets soft and hard limit to N, 0 leaves the limit alone (default:
     /// raise the soft limit to the hard limit; one descriptor is held per inode the guest knows)
     #[argh(option)]

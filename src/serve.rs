@@ -22,6 +22,8 @@ use crate::cli::ServeArgs;
 pub enum ServeError {
     #[error("--shared-dir {path:?}: {source}")]
     SharedDir { path: PathBuf, source: io::Error },
+    #[error("--landlock require: --sandbox none serves unconfined, without Landlock")]
+    LandlockUnjailed,
     #[error("--tag: {0}")]
     Tag(#[from] vhost_user::config::TagError),
     #[error("--socket-path {path:?}: {source}")]
@@ -57,6 +59,11 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     }
     let settings = device_settings(args);
     settings.check().map_err(ServeError::Settings)?;
+    if args.sandbox == SandboxMode::None
+        && args.landlock == Some(jail::steps::landlock::LandlockMode::Require)
+    {
+        return Err(ServeError::LandlockUnjailed);
+    }
     if let Some(tag) = &args.tag {
         // Checked before the socket exists, as the other flags are.
         vhost_user::config::FsConfig::new(tag, args.num_request_queues)?;
@@ -106,6 +113,9 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     share.migration_on_error = args.migration_on_error;
     share.config_tag = args.tag.is_some();
     share.sandbox = args.sandbox;
+    if let Some(landlock) = args.landlock {
+        share.landlock = landlock;
+    }
     share.seccomp = args.seccomp;
     share.num_request_queues = args.num_request_queues;
     share.dax_window = args.dax_window.0;

@@ -160,7 +160,7 @@ fn import_share(opened: OpenedShare) -> Result<ShareFs, ShareError> {
         passthrough: opened.passthrough,
         share_root: opened.share_root,
         served_root: opened.served_root,
-        xattr_through_proc_fd: opened.jailed,
+        jailed: opened.jailed,
     })
 }
 

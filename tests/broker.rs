@@ -136,8 +136,10 @@ fn five_failures_in_a_minute_give_up() {
     dir.write_policy(&dir.shares_policy(&["a"], ""));
     let mut broker = Broker::start(&dir);
     let first = broker.wait_worker("a", 1);
-    // Every restart now fails: the share's directory is gone.
+    // Every restart now fails: the share's directory is a file now. (A share that is gone
+    // altogether is not retried at all: see tests/faults.rs.)
     fs::remove_dir_all(dir.path().join("a")).unwrap();
+    fs::write(dir.path().join("a"), b"not a directory").unwrap();
     // SAFETY: kill(2) on the worker the broker started.
     unsafe { libc::kill(first, libc::SIGKILL) };
     broker.wait_log("5 failures within 60 s: giving up, the share stays down");

@@ -27,7 +27,7 @@ fn start_on(share: &Path, on_error: &str) -> Backend {
     Backend::start(
         Kind::Fsjail,
         &Config {
-            shared_dir: Some(share.to_owned()),
+            share_dir: Some(share.to_owned()),
             fsjail_args: vec!["--migration-on-error".into(), on_error.into()],
             ..Config::default()
         },

@@ -106,7 +106,7 @@ fn overlapping_uid_map() {
 fn unknown_key() {
     refused(
         "[[share]]\ntag = \"a\"\npath = \"a\"\nread_only = true\n",
-        "policy.toml:9: share \"a\": unknown field `read_only`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`, `config_tag`",
+        "policy.toml:9: share \"a\": unknown field `read_only`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`, `config_tag`, `landlock`",
     );
 }
 
@@ -181,7 +181,8 @@ fn check_prints_the_plan_of_the_example_without_creating_anything() {
         "#   step 2 (namespaces): new ".to_owned(),
         "#   step 3 (mounts): / recursively private".to_owned(),
         "#   step 7 (groups and capabilities): supplementary groups dropped; bounding, permitted and effective capabilities: CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_SETGID, CAP_SETUID;".to_owned(),
-        "#   step 9 (seccomp): the worker allowlist (".to_owned(),
+        "#   step 9 (landlock): landlock = \"best-effort\": ABI ".to_owned(),
+        "#   step 10 (seccomp): the worker allowlist (".to_owned(),
     ] {
         assert!(stdout.contains(&want), "missing {want:?} in:\n{stdout}");
     }
@@ -205,6 +206,7 @@ fn check_prints_the_plan_of_the_example_without_creating_anything() {
         "seccomp",
         "dax_window",
         "blksize",
+        "landlock",
     ] {
         assert!(
             stdout.lines().any(|l| l.starts_with(&format!("{key} = "))),

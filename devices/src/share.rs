@@ -54,11 +54,11 @@ pub struct ShareFs {
     pub share_root: File,
     /// The share's root as this process names it: `/` in a jail, whose root is the share.
     pub served_root: PathBuf,
-    /// Name inodes through the passthrough's own `/proc` descriptor for xattr calls (the
-    /// guest's and the emulation's records). Needed when the process's root is the share (a
-    /// jailed worker): fuse-backend-rs names them "/proc/self/fd/N", which does not resolve
-    /// there.
-    pub xattr_through_proc_fd: bool,
+    /// The process's root is the share (a jailed worker). Inodes are then named through the
+    /// passthrough's own `/proc` descriptor, for xattr calls (the guest's and the emulation's
+    /// records: fuse-backend-rs names them "/proc/self/fd/N", which does not resolve there) and
+    /// for the confinement check of the policy wrapper.
+    pub jailed: bool,
 }
 
 impl ShareFs {
@@ -70,7 +70,7 @@ impl ShareFs {
             passthrough,
             share_root,
             served_root: options.root.clone(),
-            xattr_through_proc_fd: false,
+            jailed: false,
         })
     }
 }
@@ -88,7 +88,12 @@ impl ShareDevice {
         let passthrough = Arc::new(share.passthrough);
         let mut policy = SharePolicy::new(passthrough.clone(), settings.readonly)
             .with_allow_devices(settings.allow_devices());
-        if settings.xattr && share.xattr_through_proc_fd {
+        if share.jailed {
+            let resolver = passthrough.clone();
+            policy = policy
+                .with_confinement(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
+        }
+        if settings.xattr && share.jailed {
             let resolver = passthrough.clone();
             policy = policy
                 .with_xattr_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
@@ -99,7 +104,7 @@ impl ShareDevice {
             settings.ownership,
             settings.xattr,
         );
-        if share.xattr_through_proc_fd {
+        if share.jailed {
             let resolver = passthrough.clone();
             stack = stack
                 .with_record_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));

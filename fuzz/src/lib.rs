@@ -2,6 +2,7 @@
 
 pub mod fuse;
 pub mod guest;
+pub mod readonly;
 pub mod record;
 pub mod vhost;
 pub mod window;

@@ -1,4 +1,4 @@
-//! The worker's side of the jail: steps 3 to 9, in their order, in one call.
+//! The worker's side of the jail: steps 3 to 10, in their order, in one call.
 //!
 //! The order is fixed by what each step takes away:
 //! - mounts first: the share is opened between the pivot into the tmpfs root (where the jail's
@@ -8,22 +8,23 @@
 //! - closing fds once everything the worker keeps is open;
 //! - groups and capabilities after every privileged operation;
 //! - no_new_privs and the parent-death check after that;
+//! - Landlock (it needs no_new_privs, and must come before any thread);
 //! - seccomp very last: the filter forbids what every step above needed.
 //!
 //! Step 4 (PID 1 duties) runs before the handover is even received, so that a SIGTERM during
 //! setup is not lost: the worker calls [`crate::steps::pid1::install`] first.
 //!
-//! Steps 5 to 9 set per-thread state, so [`enter`] must run before the worker starts any
+//! Steps 5 to 10 set per-thread state, so [`enter`] must run before the worker starts any
 //! thread; threads started later (the vhost-user daemon's) inherit the finished jail.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 
 use thiserror::Error;
 
 use crate::policy::{SandboxMode, ShareConfig};
-use crate::steps::{creds, fds, mounts, privs, rlimits, JailError};
+use crate::steps::{creds, fds, landlock, mounts, privs, rlimits, JailError};
 
 /// What the worker brings to its jail.
 pub struct Jail<'a> {
@@ -82,9 +83,9 @@ where
             import_share(open_share(paths).map_err(EnterError::Open)?).map_err(EnterError::Open)?
         }
         SandboxMode::Namespace => {
-            mounts::enter_new_root(&share.path, share.readonly).map_err(JailError::from)?;
-            let dir = Path::new(mounts::SHARE_DIR);
-            open_then_chroot(jail, dir, open_share, import_share)?
+            let dir =
+                mounts::enter_new_root(&share.path, share.readonly).map_err(JailError::from)?;
+            open_then_chroot(jail, &dir, open_share, import_share)?
         }
         SandboxMode::Chroot => {
             mounts::private_share(&share.path, share.readonly).map_err(JailError::from)?;
@@ -96,7 +97,7 @@ where
     Ok(built)
 }
 
-/// Step 3's second half with the share opened around it, then steps 5 to 8.
+/// Step 3's second half with the share opened around it, then steps 5 to 9.
 fn open_then_chroot<P, S, E>(
     jail: &Jail<'_>,
     dir: &Path,
@@ -116,6 +117,12 @@ where
             e.raw_os_error().unwrap_or(libc::EIO),
         )))
     })?;
+    // Landlock's rule is anchored on the share's directory; held until step 9 applies it.
+    let share_dir = File::open(dir).map_err(|e| {
+        JailError::from(fds::FdsError::List(nix::errno::Errno::from_raw(
+            e.raw_os_error().unwrap_or(libc::EIO),
+        )))
+    })?;
     let prepared = open_share(SharePaths {
         now: dir,
         served: Path::new("/"),
@@ -131,7 +138,7 @@ where
     ))
     .map_err(JailError::from)?;
 
-    let mut keep: Vec<RawFd> = vec![0, 1, 2, jail.control.as_raw_fd()];
+    let mut keep: Vec<RawFd> = vec![0, 1, 2, jail.control.as_raw_fd(), share_dir.as_raw_fd()];
     keep.extend_from_slice(jail.keep);
     keep.extend(
         after
@@ -145,5 +152,33 @@ where
     creds::drop_groups(jail.setgroups_denied).map_err(JailError::from)?;
     creds::limit_caps(&creds::worker_caps(share.allow_devices())).map_err(JailError::from)?;
     privs::apply(jail.control).map_err(JailError::from)?;
+
+    let outcome = landlock::apply(share_dir.as_fd(), share.readonly, share.landlock)
+        .map_err(JailError::from)?;
+    log_landlock(&share.tag, outcome);
+    drop(share_dir);
     Ok(opened)
+}
+
+fn log_landlock(tag: &str, outcome: landlock::Outcome) {
+    match outcome {
+        landlock::Outcome::Enforced(rights) => log::info!(
+            "share {tag:?}: Landlock ABI {} enforced: read{} beneath the share only",
+            rights.abi,
+            if rights
+                .fs_beneath_share
+                .contains(landlock::AccessFs::WriteFile)
+            {
+                "/write"
+            } else {
+                ""
+            }
+        ),
+        landlock::Outcome::Skipped(why) => log::warn!(
+            "share {tag:?}: landlock = \"best-effort\": {why}; running without Landlock"
+        ),
+        landlock::Outcome::Off => log::warn!(
+            "share {tag:?}: landlock = \"off\": a directory moved out of the share by the host stays reachable"
+        ),
+    }
 }

@@ -96,6 +96,17 @@ impl Sentinel {
         s
     }
 
+    /// A sentinel over an existing directory, as it is now (its access times left as they
+    /// are: under `relatime` a read still moves an access time not later than its mtime).
+    pub fn adopt(dir: &Path) -> Sentinel {
+        let mut s = Sentinel {
+            root: dir.to_path_buf(),
+            before: BTreeMap::new(),
+        };
+        s.before = s.snapshot();
+        s
+    }
+
     /// The state of every path under the sentinel, read without moving any access time
     /// (O_NOATIME; the tests run as the owner or as root).
     pub fn snapshot(&self) -> BTreeMap<PathBuf, EntryState> {

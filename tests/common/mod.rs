@@ -74,9 +74,11 @@ pub struct Config {
     /// mount tree it saw at start), unmounted when the backend is dropped. Needs root; see
     /// [`Backend::has_tmpfs`].
     pub tmpfs_at: Option<&'static str>,
-    /// Serve this existing directory instead of a fresh one (two backends on one share, as a
-    /// migration's source and destination).
-    pub shared_dir: Option<PathBuf>,
+    /// Mount options for `tmpfs_at` (`"size=1m"`).
+    pub tmpfs_options: Option<&'static str>,
+    /// Serve this existing directory (prepared by the test, e.g. with a mount inside) instead
+    /// of a fresh `share` in the backend's temporary directory.
+    pub share_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -168,8 +170,8 @@ impl Backend {
             .prefix("fsjail-test.")
             .tempdir()
             .expect("tempdir");
-        let share = match &cfg.shared_dir {
-            Some(existing) => existing.clone(),
+        let share = match &cfg.share_dir {
+            Some(d) => d.clone(),
             None => {
                 let share = dir.path().join("share");
                 std::fs::create_dir(&share).expect("create share");
@@ -181,7 +183,7 @@ impl Backend {
         let tmpfs = cfg.tmpfs_at.and_then(|name| {
             let at = share.join(name);
             std::fs::create_dir(&at).expect("create the tmpfs mount point");
-            mount_tmpfs(&at)
+            mount_tmpfs_with(&at, cfg.tmpfs_options)
         });
         let mut cmd = match kind {
             Kind::Fsjail => {
@@ -401,6 +403,12 @@ impl Drop for MountGuard {
 
 /// Mounts a tmpfs at `dir`; `None` when not permitted here (the caller says what it skips).
 pub fn mount_tmpfs(dir: &Path) -> Option<MountGuard> {
+    mount_tmpfs_with(dir, None)
+}
+
+/// [`mount_tmpfs`] with mount options (`"size=1m"`).
+pub fn mount_tmpfs_with(dir: &Path, options: Option<&str>) -> Option<MountGuard> {
+    let data = options.map(|o| std::ffi::CString::new(o).expect("no NUL"));
     let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("no NUL");
     // SAFETY: valid NUL-terminated strings; no data argument.
     let r = unsafe {
@@ -409,7 +417,8 @@ pub fn mount_tmpfs(dir: &Path) -> Option<MountGuard> {
             target.as_ptr(),
             c"tmpfs".as_ptr(),
             0,
-            std::ptr::null(),
+            data.as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
         )
     };
     if r != 0 {

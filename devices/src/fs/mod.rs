@@ -7,6 +7,7 @@
 
 pub mod adapter;
 mod bounce;
+pub mod confine;
 pub mod policy;
 pub mod special;
 mod xattr_path;

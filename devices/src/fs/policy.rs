@@ -36,6 +36,8 @@ pub struct SharePolicy<F> {
     allow_devices: bool,
     /// Set in a jailed worker; see [`SharePolicy::with_xattr_paths`].
     xattr_paths: Option<InodePathFn>,
+    /// Set in a jailed worker; see [`SharePolicy::with_confinement`].
+    confine: Option<InodePathFn>,
 }
 
 /// Names an inode by a path that is valid from the worker's root.
@@ -48,6 +50,7 @@ impl<F: std::fmt::Debug> std::fmt::Debug for SharePolicy<F> {
             .field("readonly", &self.readonly)
             .field("allow_devices", &self.allow_devices)
             .field("xattr_paths", &self.xattr_paths.is_some())
+            .field("confine", &self.confine.is_some())
             .finish()
     }
 }
@@ -60,7 +63,18 @@ impl<F> SharePolicy<F> {
             readonly,
             allow_devices: false,
             xattr_paths: None,
+            confine: None,
         }
+    }
+
+    /// Before SETATTR, SETXATTR and REMOVEXATTR, check that the node still lies beneath the
+    /// share (`super::confine`), naming it through `resolve` (as for
+    /// [`SharePolicy::with_xattr_paths`]). Landlock refuses everything else the worker could do
+    /// to a node the host moved out of the share, but has no right for chmod, chown, utimes or
+    /// xattrs. Only for a jailed worker, whose root is the share.
+    pub fn with_confinement(mut self, resolve: InodePathFn) -> Self {
+        self.confine = Some(resolve);
+        self
     }
 
     /// Serve xattr requests through paths from `resolve` instead of the inner filesystem.
@@ -102,6 +116,20 @@ impl<F> SharePolicy<F> {
     /// Unwrap the inner filesystem.
     pub fn into_inner(self) -> F {
         self.inner
+    }
+}
+
+impl<F: FileSystem> SharePolicy<F> {
+    /// ENOENT when confinement is on and `inode` no longer lies beneath the share; else the
+    /// inode back (the trait's inode type need not be `Copy`).
+    fn check_beneath(&self, ctx: &Context, inode: F::Inode) -> io::Result<F::Inode> {
+        let Some(resolve) = &self.confine else {
+            return Ok(inode);
+        };
+        let id: u64 = inode.into();
+        let (st, _) = self.inner.getattr(ctx, F::Inode::from(id), None)?;
+        super::confine::check(&resolve(id)?, &st)?;
+        Ok(F::Inode::from(id))
     }
 }
 
@@ -165,6 +193,7 @@ impl<F: FileSystem> FileSystem for SharePolicy<F> {
         if self.readonly {
             return erofs();
         }
+        let inode = self.check_beneath(ctx, inode)?;
         match &self.xattr_paths {
             Some(resolve) => xattr_path::set(&resolve(inode.into())?, name, value, flags),
             None => self.inner.setxattr(ctx, inode, name, value, flags),
@@ -175,6 +204,7 @@ impl<F: FileSystem> FileSystem for SharePolicy<F> {
         if self.readonly {
             return erofs();
         }
+        let inode = self.check_beneath(ctx, inode)?;
         match &self.xattr_paths {
             Some(resolve) => xattr_path::remove(&resolve(inode.into())?, name),
             None => self.inner.removexattr(ctx, inode, name),
@@ -296,15 +326,24 @@ impl<F: FileSystem> FileSystem for SharePolicy<F> {
         Err(io::Error::from_raw_os_error(libc::ENOTTY))
     }
 
+    /// chmod, chown and utimes are no Landlock rights: a node the host moved out of the share
+    /// is refused here (see [`SharePolicy::with_confinement`]).
+    fn setattr(
+        &self,
+        ctx: &Context,
+        inode: Self::Inode,
+        attr: stat64,
+        handle: Option<Self::Handle>,
+        valid: SetattrValid,
+    ) -> io::Result<(stat64, Duration)> {
+        if self.readonly {
+            return erofs();
+        }
+        let inode = self.check_beneath(ctx, inode)?;
+        self.inner.setattr(ctx, inode, attr, handle, valid)
+    }
+
     deny_if_readonly! {
-        fn setattr(
-            &self,
-            ctx: &Context,
-            inode: Self::Inode,
-            attr: stat64,
-            handle: Option<Self::Handle>,
-            valid: SetattrValid,
-        ) -> io::Result<(stat64, Duration)>;
         fn symlink(
             &self,
             ctx: &Context,

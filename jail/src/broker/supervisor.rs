@@ -449,6 +449,19 @@ impl Supervisor {
             share.down = Some(Down::Failed("no socket".to_owned()));
             return;
         };
+        if let Err(e) = share.config.ensure_path() {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                // Gone from the host (removed under a running worker, say): no worker could
+                // start, so none is tried and nothing is counted; one line says why.
+                let why = format!("path {} is gone", share.config.path.display());
+                error!(
+                    "share {:?}: {why}: no worker until it is back (recreate it, then SIGHUP the broker)",
+                    share.config.tag
+                );
+                share.down = Some(Down::Failed(why));
+                return;
+            }
+        }
         let result = share
             .config
             .ensure_path()

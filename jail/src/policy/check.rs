@@ -18,6 +18,7 @@ use super::error::{Diagnostic, Diags, PolicyError};
 use super::idmap::{check_map, IdKind};
 use super::schema::{share_name, RawBroker, RawPolicy, RawShare, RawSize};
 use super::{defaults, BrokerSettings, IdMap, Policy, RestartPolicy, SandboxMode, ShareConfig};
+use crate::steps::landlock::LandlockMode;
 
 /// `sun_path` is 108 bytes including the terminating NUL.
 const SOCKET_PATH_MAX: usize = 107;
@@ -452,6 +453,25 @@ fn check_share(
         },
     };
 
+    let landlock = choice(
+        d,
+        &name,
+        "landlock",
+        &raw.landlock,
+        LandlockMode::default_from_env(),
+        LandlockMode::NAMES,
+    );
+    if let (Some(LandlockMode::Require), Some(l), Some(SandboxMode::None)) =
+        (landlock, &raw.landlock, sandbox)
+    {
+        d.at(
+            l.span(),
+            &name,
+            "landlock \"require\": sandbox \"none\" runs the worker unconfined, without Landlock"
+                .to_owned(),
+        );
+    }
+
     if d.list.len() != before {
         return None;
     }
@@ -480,6 +500,7 @@ fn check_share(
         // A TOML bool (the parser names the line of anything else); the tag it sends is
         // `tag`, checked above to fit the 36 bytes of the virtio-fs config space.
         config_tag: flag(&raw.config_tag, false),
+        landlock: landlock?,
     })
 }
 

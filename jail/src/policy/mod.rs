@@ -35,6 +35,7 @@
 //! | `[[share]]` | `migration_on_error` | string | `"abort"` | a live migration's destination, for a file the guest knew that is gone: `abort` the migration or answer `guest-error` (EIO) on it |
 //! | `[[share]]` | `announce_submounts` | bool | `false` | mark directories that are other host mounts (FUSE_ATTR_SUBMOUNT): the guest gives each its own st_dev |
 //! | `[[share]]` | `config_tag` | bool | `false` | offer CONFIG and answer GET_CONFIG with `tag` (virtiofsd's `--tag`), for QEMU's generic `vhost-user-test-device-pci`; never with QEMU 7.1 to 8.0, which crash on it |
+//! | `[[share]]` | `landlock` | string | `"best-effort"` | `require` (the worker refuses to start without Landlock ABI 2+), `best-effort`, `off`; see `steps::landlock` |
 
 mod check;
 mod env;
@@ -133,6 +134,9 @@ pub struct ShareConfig {
     /// default: QEMU 7.1 to 8.0 crash when a virtio-fs backend offers CONFIG.
     #[serde(default)]
     pub config_tag: bool,
+    /// Jail step 9: whether the worker must, may or must not restrict itself with Landlock.
+    #[serde(default)]
+    pub landlock: crate::steps::landlock::LandlockMode,
 }
 
 /// One line of a uid/gid map: `count` ids starting at `guest` map to ids starting at `host`.
@@ -372,6 +376,7 @@ impl ShareConfig {
             announce_submounts: false,
             migration_on_error: MigrationOnError::Abort,
             config_tag: false,
+            landlock: crate::steps::landlock::LandlockMode::default_from_env(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! [`crate::steps::Step`]), so the printed plan cannot drift from the jail.
 
 use crate::spawn;
+use crate::steps::landlock::{self, Outcome};
 use crate::steps::{creds, mounts, rlimits, Step};
 
 use super::{IdMap, SandboxMode, ShareConfig};
@@ -49,13 +50,13 @@ fn describe_step(step: Step, share: &ShareConfig, euid: u32, egid: u32) -> Strin
         },
         Step::Mounts => match share.sandbox {
             SandboxMode::Namespace => format!(
-                "/ recursively private; new root on tmpfs (nosuid, nodev, noexec) holding only {} bind-mounted at {} ({}) and a fresh /proc; pivot_root; old root detached",
+                "/ recursively private; new root on tmpfs (nosuid, nodev, noexec) holding the parent of {} bind-mounted at {} ({}) and a fresh /proc; pivot_root; old root detached; chroot into the share",
                 share.path.display(),
                 mounts::SHARE_DIR,
                 access(share)
             ),
             SandboxMode::Chroot => {
-                format!("share bind-mounted privately ({}); chroot into {}", access(share), share.path.display())
+                format!("the share's parent bind-mounted privately ({}); chroot into {}", access(share), share.path.display())
             }
             SandboxMode::None => "unchanged (sandbox = \"none\")".to_owned(),
         },
@@ -75,6 +76,7 @@ fn describe_step(step: Step, share: &ShareConfig, euid: u32, egid: u32) -> Strin
             )
         }
         Step::Privileges => "no_new_privs; parent-death signal (the worker dies with the broker); not dumpable".to_owned(),
+        Step::Landlock => describe_landlock(share),
         Step::Seccomp => match share.seccomp {
             seccomp::Mode::None => "none: no filter (seccomp = \"none\", debugging only)".to_owned(),
             mode => {
@@ -88,6 +90,26 @@ fn describe_step(step: Step, share: &ShareConfig, euid: u32, egid: u32) -> Strin
                 )
             }
         },
+    }
+}
+
+/// Landlock as the worker will apply it on this kernel (the ABI is read now, from the kernel
+/// `fsjail check` runs on).
+fn describe_landlock(share: &ShareConfig) -> String {
+    if share.sandbox == SandboxMode::None {
+        return "not applied (sandbox = \"none\")".to_owned();
+    }
+    let mode = share.landlock;
+    match landlock::plan(mode, share.readonly) {
+        Ok(Outcome::Off) => "off (landlock = \"off\"): a directory the host moves out of the share stays reachable through the worker's descriptors".to_owned(),
+        Ok(Outcome::Enforced(rights)) => format!(
+            "landlock = \"{mode}\": {}",
+            rights.describe(&share.path.display().to_string())
+        ),
+        Ok(Outcome::Skipped(why)) => {
+            format!("landlock = \"{mode}\": {why}; the worker runs without Landlock")
+        }
+        Err(e) => format!("{e}; the worker will refuse to start"),
     }
 }
 

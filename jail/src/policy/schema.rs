@@ -58,6 +58,7 @@ pub(crate) struct RawShare {
     pub announce_submounts: Option<Spanned<bool>>,
     pub migration_on_error: Option<Spanned<String>>,
     pub config_tag: Option<Spanned<bool>>,
+    pub landlock: Option<Spanned<String>>,
 }
 
 /// A size in bytes: an integer, or a string with a K/M/G suffix (`"1G"`).

@@ -1,10 +1,10 @@
 //! The jail, as numbered steps (README.md's "The jail" uses the same numbers).
 //!
-//! Steps 1 and 2 run in the broker, in [`crate::spawn`]: they create the worker. Steps 3 to 9
+//! Steps 1 and 2 run in the broker, in [`crate::spawn`]: they create the worker. Steps 3 to 10
 //! run in the worker, after `exec`, in the order [`crate::enter::enter`] calls them (step 4
 //! first of all, see there): each is a function here with its own error type, wrapped in its
 //! own [`JailError`] variant, so a failure names the step that failed and the syscall and path
-//! inside it. Step 9 (seccomp) must stay last, since the filter forbids the syscalls the other
+//! inside it. Step 10 (seccomp) must stay last, since the filter forbids the syscalls the other
 //! steps make.
 //!
 //! | # | step | where |
@@ -17,14 +17,16 @@
 //! | 6 | close every fd but those handed over and the filesystem's own | [`fds`] |
 //! | 7 | drop supplementary groups; bounding/permitted/effective caps reduced, ambient and inheritable empty | [`creds`] |
 //! | 8 | no_new_privs, parent-death signal (and the broker checked alive), not dumpable | [`privs`] |
-//! | 9 | seccomp filter: the worker allowlist on every thread (TSYNC), last | `seccomp::install`, called by [`crate::enter::enter`] |
+//! | 9 | Landlock: read/write beneath the share only (read-only beneath a read-only share), the kernel's highest ABI | [`landlock`] |
+//! | 10 | seccomp filter: the worker allowlist on every thread (TSYNC), last | `seccomp::install`, called by [`crate::enter::enter`] |
 //!
-//! Steps 5 to 8 change per-thread state (capabilities, no_new_privs) that new threads inherit,
+//! Steps 5 to 9 change per-thread state (capabilities, no_new_privs, the Landlock domain) that new threads inherit,
 //! so the worker runs them before it starts any thread; threads started later by the
 //! vhost-user daemon inherit the final jail.
 
 pub mod creds;
 pub mod fds;
+pub mod landlock;
 pub mod mounts;
 pub mod pid1;
 pub mod privs;
@@ -45,12 +47,13 @@ pub enum Step {
     CloseFds = 6,
     Credentials = 7,
     Privileges = 8,
+    Landlock = 9,
     /// Last: the filter forbids the calls every other step makes.
-    Seccomp = 9,
+    Seccomp = 10,
 }
 
 impl Step {
-    pub const ALL: [Step; 9] = [
+    pub const ALL: [Step; 10] = [
         Step::StartChild,
         Step::Namespaces,
         Step::Mounts,
@@ -59,6 +62,7 @@ impl Step {
         Step::CloseFds,
         Step::Credentials,
         Step::Privileges,
+        Step::Landlock,
         Step::Seccomp,
     ];
 
@@ -76,6 +80,7 @@ impl Step {
             Step::CloseFds => "close fds",
             Step::Credentials => "groups and capabilities",
             Step::Privileges => "no_new_privs, parent death, not dumpable",
+            Step::Landlock => "landlock",
             Step::Seccomp => "seccomp",
         }
     }
@@ -102,7 +107,9 @@ pub enum JailError {
     Credentials(#[from] creds::CredsError),
     #[error("step 8 (no_new_privs, parent death, not dumpable): {0}")]
     Privileges(#[from] privs::PrivsError),
-    #[error("step 9 (seccomp): {0}")]
+    #[error("step 9 (landlock): {0}")]
+    Landlock(#[from] landlock::LandlockError),
+    #[error("step 10 (seccomp): {0}")]
     Seccomp(#[from] seccomp::Error),
 }
 

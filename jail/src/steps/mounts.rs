@@ -4,11 +4,12 @@
 //! filesystem must open `/proc/self/fd` between them):
 //! 1. [`enter_new_root`]: `/` recursively private, so nothing we mount propagates back to the
 //!    host; a tmpfs (nosuid, nodev, noexec, tiny) mounted over an existing host directory —
-//!    only in our namespace, nothing is created on the host — holding the share bind-mounted
-//!    at `/share` (recursively nosuid, nodev, and read-only when the share is) and a fresh proc
-//!    at `/proc` (our pid namespace's, `subset=pid`); `pivot_root` into it; the old root
-//!    detached. Now `/` is the tmpfs: nothing of the host is reachable by path.
-//! 2. [`enter_share`]: `chroot("/share")`. The worker's root is the share itself, so
+//!    only in our namespace, nothing is created on the host — holding the share's parent
+//!    directory bind-mounted at `/share` (recursively nosuid, nodev, and read-only when the
+//!    share is; see "Why the parent" below) and a fresh proc at `/proc` (our pid namespace's,
+//!    `subset=pid`); `pivot_root` into it; the old root detached. Now `/` is the tmpfs: nothing
+//!    of the host is reachable by path but the share's parent.
+//! 2. [`enter_share`]: `chroot("/share/NAME")`, the share itself. The worker's root is the share itself, so
 //!    `/proc/PID/root` seen from outside shows the share and nothing else, and `..` at the root
 //!    stays at the root. The tmpfs and proc stay mounted, reachable only through descriptors
 //!    opened before (the passthrough's `/proc/self/fd`). The chroot cannot be undone: the
@@ -16,7 +17,16 @@
 //!
 //! Chroot sandbox (virtiofsd's `--sandbox chroot`), mount namespace only: [`private_share`]
 //! then [`enter_share`] with the share's host path.
-
+//!
+//! Why the parent: Landlock (step 9) grants its rights beneath the share's inode, and since
+//! Linux 6.18 it treats a directory that was moved out from under a bind mount's root (a
+//! "disconnected" directory) like that mount's root. Were the share itself the mount root, a
+//! directory a host process moves out of the share would keep the share's rights through the
+//! worker's descriptor. With the parent as the mount root, such a directory is judged by the
+//! parent, which has no rights, so Landlock refuses it. The parent is never reachable by path
+//! (the worker's root is the share) nor by name (the FUSE server refuses `..`). When the share
+//! is the root of its own mount (or `/`), nothing can be moved out of it within that mount,
+//! and the share is bound as it is.
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -80,18 +90,27 @@ pub enum MountError {
     DetachOldRoot(Errno),
     #[error("chroot into {}: {source}", path.display())]
     Chroot { path: PathBuf, source: Errno },
+    #[error("the share {} is not at {} after the bind mount (moved meanwhile?): {source}", share.display(), inside.display())]
+    ShareMoved {
+        share: PathBuf,
+        inside: PathBuf,
+        source: Errno,
+    },
 }
 
 /// Namespace sandbox, first half: builds the tmpfs root holding the share and a fresh proc and
-/// pivots into it. Afterwards the share is at [`SHARE_DIR`] and our proc at [`PROC_DIR`].
+/// pivots into it. Returns where the share is now: [`SHARE_DIR`]`/NAME` (its parent is mounted
+/// at [`SHARE_DIR`]), or [`SHARE_DIR`] itself when the share is a mount root; our proc is at
+/// [`PROC_DIR`].
 ///
 /// Must run in a new mount namespace (and a new pid namespace, for the proc to be ours).
-pub fn enter_new_root(share: &Path, readonly: bool) -> Result<(), MountError> {
+pub fn enter_new_root(share: &Path, readonly: bool) -> Result<PathBuf, MountError> {
     make_root_private()?;
 
     // Opened before anything is mounted: the staging directory may be the share's ancestor
     // (a share under /tmp), and the tmpfs would then hide it.
     let share_fd = open_share(share)?;
+    let anchor = Anchor::of(&share_fd, share)?;
 
     let staging = staging_dir()?;
     mount(
@@ -111,14 +130,143 @@ pub fn enter_new_root(share: &Path, readonly: bool) -> Result<(), MountError> {
     mkdir(&share_target, 0o755)?;
     mkdir(&proc_target, 0o555)?;
 
-    bind_share(&share_fd, share, &share_target, readonly)?;
+    bind_share(&anchor.fd, share, &share_target, readonly)?;
+    let inside = anchor.share_in(&share_target);
+    check_same_dir(&share_fd, share, &inside)?;
     drop(share_fd);
 
     // Mounted before the old root goes: in a user namespace the kernel only lets us mount a
     // proc while a fully visible one (the host's) is in our mount namespace.
     mount_proc(&proc_target)?;
 
-    pivot_into(&staging)
+    pivot_into(&staging)?;
+    Ok(anchor.share_in(Path::new(SHARE_DIR)))
+}
+
+/// What gets bind-mounted: the share's parent (see the module doc), or the share itself when
+/// it is a mount root or `/`.
+struct Anchor {
+    fd: OwnedFd,
+    /// The share's name in the anchor; `None` when the anchor is the share.
+    name: Option<std::ffi::OsString>,
+}
+
+impl Anchor {
+    fn of(share_fd: &OwnedFd, share: &Path) -> Result<Anchor, MountError> {
+        let itself = |fd: &OwnedFd| -> Result<Anchor, MountError> {
+            Ok(Anchor {
+                fd: fd.try_clone().map_err(|e| MountError::OpenShare {
+                    path: share.to_owned(),
+                    source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
+                })?,
+                name: None,
+            })
+        };
+        let Some(name) = share.file_name() else {
+            return itself(share_fd);
+        };
+        if is_mount_root(share_fd) {
+            warn_if_subtree_bind(share_fd, share);
+            return itself(share_fd);
+        }
+        // The parent of the directory we opened, not of the path: the path may have changed.
+        let fd = nix::fcntl::openat(
+            Some(share_fd.as_raw_fd()),
+            "..",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|source| MountError::OpenShare {
+            path: share.join(".."),
+            source,
+        })?;
+        Ok(Anchor {
+            // SAFETY: `openat` just returned this descriptor; nothing else owns it.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            name: Some(name.to_owned()),
+        })
+    }
+
+    /// The share's path once the anchor is mounted at `at`.
+    fn share_in(&self, at: &Path) -> PathBuf {
+        match &self.name {
+            Some(name) => at.join(name),
+            None => at.to_owned(),
+        }
+    }
+}
+
+/// Whether the directory is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT, Linux 5.8).
+/// When the kernel cannot say, it is treated as one: the share is then bound as it is.
+fn is_mount_root(fd: &OwnedFd) -> bool {
+    // SAFETY: statx writes only into `stx`, a plain C struct for which zeroes are valid.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `fd` itself; `stx` is
+    // writable for the call.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_BASIC_STATS,
+            &mut stx,
+        )
+    };
+    let mask = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    rc != 0 || stx.stx_attributes_mask & mask == 0 || stx.stx_attributes & mask != 0
+}
+
+/// A share that is the root of a bind mount of a directory inside its filesystem (not of the
+/// filesystem's root) has an outside the worker cannot be anchored above: a directory moved
+/// from the share to elsewhere in that filesystem keeps the share's Landlock rights on Linux
+/// 6.18+ (see the module doc). Says so; the share works as before.
+fn warn_if_subtree_bind(share_fd: &OwnedFd, share: &Path) {
+    // SAFETY: statx writes only into `stx`, a plain C struct for which zeroes are valid.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `share_fd` itself; `stx`
+    // is writable for the call.
+    let rc = unsafe {
+        libc::statx(
+            share_fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if rc != 0 || stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return;
+    }
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let id = stx.stx_mnt_id.to_string();
+    let root = mountinfo.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        (f.next() == Some(id.as_str())).then(|| f.nth(2))?
+    });
+    if let Some(root) = root.filter(|r| *r != "/") {
+        log::warn!(
+            "the share {} is a bind mount of {root} inside its filesystem: a directory the host moves from it to elsewhere in that filesystem keeps the share's Landlock rights (Linux 6.18+); share a directory below the mount instead",
+            share.display()
+        );
+    }
+}
+
+/// After the bind: `inside` must be the directory we opened as the share (a host process could
+/// have renamed another directory into its place in between).
+fn check_same_dir(share_fd: &OwnedFd, share: &Path, inside: &Path) -> Result<(), MountError> {
+    let moved = |source| MountError::ShareMoved {
+        share: share.to_owned(),
+        inside: inside.to_owned(),
+        source,
+    };
+    let want = nix::sys::stat::fstat(share_fd.as_raw_fd()).map_err(moved)?;
+    let got = nix::sys::stat::lstat(inside).map_err(moved)?;
+    if (want.st_dev, want.st_ino) != (got.st_dev, got.st_ino) {
+        return Err(moved(Errno::ESTALE));
+    }
+    Ok(())
 }
 
 /// Chroot sandbox: keeps the host's tree but makes our mount namespace private and the share
@@ -126,7 +274,14 @@ pub fn enter_new_root(share: &Path, readonly: bool) -> Result<(), MountError> {
 pub fn private_share(share: &Path, readonly: bool) -> Result<(), MountError> {
     make_root_private()?;
     let share_fd = open_share(share)?;
-    bind_share(&share_fd, share, share, readonly)
+    // The parent over itself, for the reason the module doc gives.
+    let anchor = Anchor::of(&share_fd, share)?;
+    let target = match &anchor.name {
+        Some(_) => share.parent().unwrap_or(share).to_owned(),
+        None => share.to_owned(),
+    };
+    bind_share(&anchor.fd, share, &target, readonly)?;
+    check_same_dir(&share_fd, share, share)
 }
 
 /// Namespace sandbox, second half (and the chroot sandbox's last): makes `dir` the process's

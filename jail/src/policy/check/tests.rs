@@ -154,7 +154,7 @@ fn unknown_key_in_share() {
     let f = Fixture::new();
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\ncahce = \"never\"\n"),
-        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`, `config_tag`"
+        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`, `config_tag`, `landlock`"
     );
 }
 
@@ -324,6 +324,10 @@ fn enumerated_keys_list_their_values() {
         (
             "sandbox = \"vm\"",
             "sandbox \"vm\": expected one of \"namespace\", \"chroot\", \"none\"",
+        ),
+        (
+            "landlock = \"maybe\"",
+            "landlock \"maybe\": expected one of \"require\", \"best-effort\", \"off\"",
         ),
     ] {
         assert_eq!(
@@ -627,4 +631,31 @@ fn config_tag_is_off_unless_asked() {
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\nconfig_tag = \"vfs\"\n"),
         "policy.toml:8: share \"a\": config_tag: invalid type: string \"vfs\", expected a boolean"
     );
+}
+
+#[test]
+fn landlock_key() {
+    use crate::steps::landlock::LandlockMode;
+    let f = Fixture::new();
+    let base = "[[share]]\ntag = \"a\"\npath = \"a\"\n";
+    for (value, want) in [
+        ("require", LandlockMode::Require),
+        ("best-effort", LandlockMode::BestEffort),
+        ("off", LandlockMode::Off),
+    ] {
+        let p = f.ok(&format!("{base}landlock = \"{value}\"\n"));
+        assert_eq!(p.shares[0].landlock, want);
+    }
+    // Without the key: best-effort, or require when FSJAIL_LANDLOCK_DEFAULT says so.
+    assert_eq!(
+        f.ok(base).shares[0].landlock,
+        LandlockMode::default_from_env()
+    );
+    assert_eq!(
+        f.err(&format!("{base}sandbox = \"none\"\nlandlock = \"require\"\n")),
+        "policy.toml:9: share \"a\": landlock \"require\": sandbox \"none\" runs the worker unconfined, without Landlock"
+    );
+    // Off with no sandbox is consistent, and so is the default.
+    f.ok(&format!("{base}sandbox = \"none\"\nlandlock = \"off\"\n"));
+    f.ok(&format!("{base}sandbox = \"none\"\n"));
 }
