@@ -33,7 +33,7 @@ pub struct Args {
 
     /// run only these figures (comma-separated ids: metadata, create, randread-1q,
     /// randread-4q, seqread, seqwrite, readdirplus, dax-map, dax-read, start, start-jailed,
-    /// idle-rss, broker-rss-1, broker-rss-64)
+    /// idle-rss, idle-cpu, broker-rss-1, broker-rss-64)
     #[argh(option)]
     pub only: Option<String>,
 
@@ -77,6 +77,7 @@ pub const FIGURES: &[&str] = &[
     "start",
     "start-jailed",
     "idle-rss",
+    "idle-cpu",
     "broker-rss-1",
     "broker-rss-64",
 ];

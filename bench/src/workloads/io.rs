@@ -112,6 +112,10 @@ impl Measure for RandomRead<'_> {
         queue_diagnostics(&self.f.conn.session)
     }
 
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.f.conn)
+    }
+
     fn sample(&mut self, round: usize) -> Result<f64> {
         let sc = &self.fixture.scale;
         let offs = random_offsets(round, sc.rand_reads, sc.big_file);
@@ -283,6 +287,10 @@ impl Measure for SeqRead {
         queue_diagnostics(&self.f.conn.session)
     }
 
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.f.conn)
+    }
+
     fn sample(&mut self, _round: usize) -> Result<f64> {
         let (s, who) = (&self.f.conn.session, self.f.conn.name().to_string());
         let (nodeid, fh) = (self.f.nodeid, self.f.fh);
@@ -315,6 +323,10 @@ struct SeqWrite {
 impl Measure for SeqWrite {
     fn diagnostics(&self) -> Vec<(&'static str, f64)> {
         queue_diagnostics(&self.f.conn.session)
+    }
+
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.f.conn)
     }
 
     fn sample(&mut self, _round: usize) -> Result<f64> {

@@ -93,6 +93,10 @@ impl Measure for LookupGetattr {
         queue_diagnostics(&self.conn.session)
     }
 
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.conn)
+    }
+
     fn sample(&mut self, _round: usize) -> Result<f64> {
         let s = &self.conn.session;
         let who = self.conn.name().to_string();
@@ -187,6 +191,10 @@ struct Create<'a> {
 impl Measure for Create<'_> {
     fn diagnostics(&self) -> Vec<(&'static str, f64)> {
         queue_diagnostics(&self.conn.session)
+    }
+
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.conn)
     }
 
     fn sample(&mut self, round: usize) -> Result<f64> {
@@ -345,6 +353,10 @@ struct ReaddirPlus {
 impl Measure for ReaddirPlus {
     fn diagnostics(&self) -> Vec<(&'static str, f64)> {
         queue_diagnostics(&self.conn.session)
+    }
+
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.conn)
     }
 
     fn sample(&mut self, _round: usize) -> Result<f64> {
