@@ -30,8 +30,10 @@ pub enum ServeError {
         path: PathBuf,
         source: vhost::vhost_user::Error,
     },
-    #[error("--thread-pool-size {0}: not supported; fsjail serves each request queue on its own thread (use --num-request-queues); 0 and 1 are accepted")]
+    #[error("--thread-pool-size {0}: must be between 0 and {max}", max = vhost_user::MAX_POOL_THREADS)]
     ThreadPool(usize),
+    #[error("--poll-max-us {0}: must be between 0 and {max}", max = jail::policy::defaults::POLL_MAX_US_LIMIT)]
+    PollMax(u32),
     #[error("--max-write {0}: must be between 4096 and 16 MiB")]
     MaxWrite(u32),
     #[error("--dax-window {0}: {1}")]
@@ -57,8 +59,11 @@ pub enum ServeError {
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
-    if args.thread_pool_size > 1 {
+    if args.thread_pool_size > vhost_user::MAX_POOL_THREADS {
         return Err(ServeError::ThreadPool(args.thread_pool_size));
+    }
+    if args.poll_max_us > jail::policy::defaults::POLL_MAX_US_LIMIT {
+        return Err(ServeError::PollMax(args.poll_max_us));
     }
     if !(4096..=(16 << 20)).contains(&args.max_write) {
         return Err(ServeError::MaxWrite(args.max_write));
@@ -114,6 +119,8 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     share.sandbox = args.sandbox;
     share.seccomp = args.seccomp;
     share.num_request_queues = args.num_request_queues;
+    share.thread_pool_size = args.thread_pool_size;
+    share.poll_max_us = args.poll_max_us;
     share.dax_window = args.dax_window.0;
     share.blksize = args.blksize;
     share.max_write = args.max_write;
@@ -171,7 +178,10 @@ fn serve_unjailed(
     let server = Server::try_new(policy, options, Some(share_root))
         .map_err(|e| ServeError::DaxWindow(dax_window, e))?;
     let server = Arc::new(server);
-    let backend = Arc::new(FsBackend::new(server, args.num_request_queues)?);
+    let backend = Arc::new(
+        FsBackend::new(server, args.num_request_queues)?
+            .with_tuning(args.thread_pool_size, args.poll_max_us)?,
+    );
 
     info!("serving {} on {socket_name}", root.display());
     // READY=1 goes out before the filter: sd_notify needs socket(2), which the filter forbids.

@@ -129,7 +129,8 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     if share.sandbox != SandboxMode::None {
         rlimits::apply(rlimits::Limits::for_share(
             share.rlimit_nofile,
-            share.num_request_queues,
+            // The request pool's threads count against NPROC like the queue threads.
+            share.num_request_queues + share.thread_pool_size,
         ))
         .map_err(JailError::from)?;
 
@@ -172,7 +173,11 @@ fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
             source,
         }
     })?;
-    let backend = Arc::new(FsBackend::new(Arc::new(server), share.num_request_queues)?);
+    // The pool threads start here, before the filter below, which covers them too (TSYNC).
+    let backend = Arc::new(
+        FsBackend::new(Arc::new(server), share.num_request_queues)?
+            .with_tuning(share.thread_pool_size, share.poll_max_us)?,
+    );
 
     // Step 9, last: the filter forbids what the steps above needed (mount, setgroups, ...).
     // Installed on every thread (TSYNC) before the first byte from a frontend is read; the

@@ -54,6 +54,8 @@ pub struct Translation {
     pub log_level: Option<&'static str>,
     pub syslog: bool,
     pub rlimit_nofile: Option<u64>,
+    /// `--thread-pool-size`: fsjail's request pool of the same size (0: none).
+    pub thread_pool_size: Option<u64>,
     /// Flags accepted as equivalent to what fsjail does, explained for the log.
     pub notes: Vec<String>,
 }
@@ -273,18 +275,17 @@ fn apply_long(
         "syslog" => t.syslog = true,
         "log-level" => set(&mut t.log_level, log_level(flag, &text())?, flag)?,
         "rlimit-nofile" => set_copy(&mut t.rlimit_nofile, parse_num::<u64>(flag, &text())?, flag)?,
+        // The same meaning in both: N threads serve requests beside the queue threads, 0 is
+        // none. (fsjail's pool takes only the requests that may block; see `fsjail serve`.)
         "thread-pool-size" => match parse_num::<u64>(flag, &text())? {
-            // 0 is virtiofsd's "no pool: serve on the queue thread", which is what fsjail
-            // does. 1 is a pool of one thread: requests are still served one at a time per
-            // queue, in order, so the guest sees the same thing (Kata passes it by default).
-            0 => {}
-            1 => t.notes.push(
-                "--thread-pool-size=1: each queue's requests are served one at a time on its own thread, as with a pool of one".into(),
-            ),
+            n if n <= devices::vhost_user::MAX_POOL_THREADS as u64 => {
+                set_copy(&mut t.thread_pool_size, n, flag)?
+            }
             _ => {
-                return unsupported(
-                    "fsjail serves each request queue on its own thread, without a pool; only 0 and 1 are accepted",
-                )
+                return unsupported(&format!(
+                    "fsjail's request pool has at most {} threads",
+                    devices::vhost_user::MAX_POOL_THREADS
+                ))
             }
         },
         // fsjail never sets FUSE_ATTR_SUBMOUNT, so pretending to announce submounts would be a
@@ -628,6 +629,9 @@ impl Translation {
         }
         if let Some(n) = self.rlimit_nofile {
             push("--rlimit-nofile", OsStr::new(&n.to_string()));
+        }
+        if let Some(n) = self.thread_pool_size {
+            push("--thread-pool-size", OsStr::new(&n.to_string()));
         }
         for (on, flag) in [
             (self.readonly, "--readonly"),

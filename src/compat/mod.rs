@@ -55,9 +55,9 @@ Translated to fsjail serve:
                               -o log_level=...)
   --syslog                    log to /dev/log instead of stderr
   --rlimit-nofile N           open-file limit (0: unchanged)
+  --thread-pool-size N        request pool threads, 0 to 64 (0: none)
 
 Accepted because fsjail already behaves that way:
-  --thread-pool-size 0|1      each request queue is served on its own thread
   --no-announce-submounts, --no-killpriv-v2, --allow-direct-io,
   --inode-file-handles never|prefer, --posix-acl=never, --security-label=never,
   -f, -o no_flock, -o no_posix_lock, -o readdirplus, -o no_writeback
@@ -66,7 +66,7 @@ Refused (fsjail does not do what they ask):
   --announce-submounts, --posix-acl[=auto|always], --security-label[=auto|always],
   --tag, --xattrmap, --modcaps, --uid-map, --gid-map, --translate-uid,
   --translate-gid, --writeback, --no-readdirplus, --allow-mmap, --killpriv-v2,
-  --preserve-noatime, --cache metadata, --thread-pool-size N>1,
+  --preserve-noatime, --cache metadata, --thread-pool-size N>64,
   --inode-file-handles mandatory, --migration-*,
   -o flock, -o posix_lock, -o announce_submounts and the other -o options
   naming these features

@@ -30,6 +30,8 @@
 //! | `[[share]]` | `sandbox` | string | `"namespace"` | `namespace`, `chroot` (root only), `none` (debugging only) |
 //! | `[[share]]` | `allow_devices` | bool | `false` | keep CAP_MKNOD so the guest can create device nodes |
 //! | `[[share]]` | `num_request_queues` | integer | 1 | 1 to 64, one thread each |
+//! | `[[share]]` | `thread_pool_size` | integer | 4 | 0 to 64 threads serving the requests that may block (FSYNC, large READ/WRITE, ...) beside the queue threads; 0: none (virtiofsd's `--thread-pool-size`) |
+//! | `[[share]]` | `poll_max_us` | integer | 0 | 0 to 10000: ceiling of the adaptive poll of each request queue after serving, in µs; 0: off |
 
 mod check;
 mod env;
@@ -98,6 +100,12 @@ pub struct ShareConfig {
     pub allow_devices: bool,
     /// Request queues, each served by its own thread (1..=64).
     pub num_request_queues: usize,
+    /// Threads of the share's request pool (0..=64; 0: every request on its queue's thread).
+    #[serde(default = "defaults::thread_pool_size")]
+    pub thread_pool_size: usize,
+    /// Ceiling of the adaptive poll of the request queues, in microseconds (0: off).
+    #[serde(default = "defaults::poll_max_us")]
+    pub poll_max_us: u32,
     /// What the worker's seccomp filter does to a call outside its allowlist.
     #[serde(default)]
     pub seccomp: seccomp::Mode,
@@ -222,6 +230,21 @@ pub mod defaults {
     /// Smallest accepted RLIMIT_NOFILE: the worker itself needs a handful of fds.
     pub const RLIMIT_NOFILE_MIN: u64 = 64;
     pub const NUM_REQUEST_QUEUES: usize = 1;
+    /// Request pool threads: enough that a few FSYNCs or large READs in flight do not queue
+    /// behind each other, few enough to cost nothing worth noting while idle (docs/performance.md).
+    pub const THREAD_POOL_SIZE: usize = 4;
+    pub(crate) fn thread_pool_size() -> usize {
+        THREAD_POOL_SIZE
+    }
+    /// Largest accepted pool (as many as queues).
+    pub const THREAD_POOL_MAX: usize = 64;
+    /// Adaptive polling ceiling, µs; chosen from the measurements in docs/performance.md.
+    pub const POLL_MAX_US: u32 = 0;
+    pub(crate) fn poll_max_us() -> u32 {
+        POLL_MAX_US
+    }
+    /// Largest accepted polling ceiling, µs: 10 ms of spinning is already far past any gain.
+    pub const POLL_MAX_US_LIMIT: u32 = 10_000;
     /// st_blksize cap: the usual guest page size (a 4K-page Linux guest).
     pub const BLKSIZE: u32 = 4096;
     pub(crate) fn blksize() -> u32 {
@@ -317,6 +340,8 @@ impl ShareConfig {
             sandbox: SandboxMode::Namespace,
             allow_devices: false,
             num_request_queues: defaults::NUM_REQUEST_QUEUES,
+            thread_pool_size: defaults::THREAD_POOL_SIZE,
+            poll_max_us: defaults::POLL_MAX_US,
             seccomp: seccomp::Mode::Kill,
             dax_window: 0,
             blksize: defaults::BLKSIZE,

@@ -50,6 +50,8 @@ pub(crate) struct RawShare {
     pub sandbox: Option<Spanned<String>>,
     pub allow_devices: Option<Spanned<bool>>,
     pub num_request_queues: Option<Spanned<i64>>,
+    pub thread_pool_size: Option<Spanned<i64>>,
+    pub poll_max_us: Option<Spanned<i64>>,
     pub seccomp: Option<Spanned<String>>,
     pub dax_window: Option<Spanned<RawSize>>,
     pub blksize: Option<Spanned<i64>>,
