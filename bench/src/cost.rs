@@ -3,10 +3,13 @@
 //! request takes does not, and a faster-looking figure bought with a spinning thread shows up
 //! here.
 //!
-//! The backend's CPU is read from `/proc/PID/stat` of every process in its tree (the broker,
-//! the jailed worker below it, any helper), whose utime and stime already sum every thread
-//! of the process, the exited ones included. The driver's is this process's own (the guest
-//! driver runs in it).
+//! The backend's CPU is read for every process in its tree (the broker, the jailed worker
+//! below it, any helper) and every thread of each, from `/proc/PID/task/TID/schedstat`: the
+//! time the scheduler ran the thread (user + system), in nanoseconds. `/proc/PID/stat`'s
+//! utime + stime count the same in clock ticks (10 ms), too coarse for a short sample; it is
+//! the fallback where schedstat is missing (and it also counts threads that already exited,
+//! which the per-thread sum misses: none do while a figure is sampled). The driver's is this
+//! process's own (the guest driver runs in it).
 
 /// Clock ticks per second for /proc's utime and stime.
 fn ticks_per_second() -> f64 {
@@ -36,17 +39,37 @@ fn cpu_of_stat(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Run time of every thread of `pid`, in seconds, from schedstat; `None` when it cannot be
+/// read (the process is gone, or the kernel has no schedstat).
+fn threads_cpu_s(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns: u64 = 0;
+    for t in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(t.path().join("schedstat")) else {
+            // A thread that ended between the listing and the read ran no more.
+            continue;
+        };
+        ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// CPU seconds of one process, every thread.
+fn cpu_s(pid: u32) -> Option<f64> {
+    threads_cpu_s(pid).or_else(|| process_cpu_s(pid))
+}
+
 /// CPU seconds of `pid` and every process below it.
 pub fn tree_cpu_s(pid: u32) -> f64 {
     crate::backend::descendants(pid)
         .into_iter()
-        .filter_map(process_cpu_s)
+        .filter_map(cpu_s)
         .sum()
 }
 
 /// CPU seconds of this process (the driver).
 pub fn self_cpu_s() -> f64 {
-    process_cpu_s(std::process::id()).unwrap_or(0.0)
+    cpu_s(std::process::id()).unwrap_or(0.0)
 }
 
 /// What a subject can be asked, so its cost can be read around each sample.

@@ -28,7 +28,7 @@ use fixture::{Fixture, Scale};
 use progress::Progress;
 use report::{Report, RunInfo};
 use runner::{Outcome, Runner};
-use workloads::{dax, idle, io, lifecycle, metadata, Ctx, Plan};
+use workloads::{dax, idle, io, lifecycle, metadata, mixed, Ctx, Plan};
 
 fn main() -> ExitCode {
     let args: cli::Args = argh::from_env();
@@ -161,6 +161,7 @@ fn run(args: cli::Args) -> Result<ExitCode> {
         io::seq_write(&ctx),
         metadata::readdirplus(&ctx),
     ];
+    plans.extend(mixed::figures(&ctx));
     plans.extend(dax::figures(&ctx));
     plans.push(lifecycle::start(&ctx));
     plans.push(lifecycle::start_jailed(&ctx));

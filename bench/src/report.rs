@@ -80,6 +80,8 @@ pub enum Goal {
     Absolute(f64),
     /// ... `k` × the subject's median in figure `id`.
     Figure(&'static str, f64),
+    /// ... `k` × the median of the subject named so in this figure (a variant of a backend).
+    Named(String, f64),
 }
 
 /// A target as the issue states it, and its conditions.
@@ -228,6 +230,7 @@ impl Report {
                     .find(|o| o.spec.id == *id)
                     .and_then(|o| o.median(&self.info.subject))
                     .map(|m| k * m),
+                Goal::Named(name, k) => f.median(name).map(|m| k * m),
             };
             let ok = match (bound, f.spec.better) {
                 (None, _) => {

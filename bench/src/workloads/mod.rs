@@ -9,6 +9,7 @@ pub mod idle;
 pub mod io;
 pub mod lifecycle;
 pub mod metadata;
+pub mod mixed;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
