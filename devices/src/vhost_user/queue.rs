@@ -218,7 +218,7 @@ where
                 Some(pool) => {
                     let job = Job {
                         server,
-                        mem,
+                        mem: &guard,
                         vring,
                         event_idx,
                         head,
@@ -247,7 +247,9 @@ where
 /// One chain about to be served, and what is needed to serve it elsewhere.
 struct Job<'a, F> {
     server: &'a Arc<Server<F>>,
-    mem: &'a GuestMemoryAtomic<GuestMemoryMmap>,
+    /// The very memory the chain was split against (not a fresh load of the atomic, which a
+    /// memory update may have replaced since).
+    mem: &'a vm_memory::GuestMemoryLoadGuard<GuestMemoryMmap>,
     vring: &'a VringRwLock,
     event_idx: bool,
     head: u16,
@@ -265,13 +267,14 @@ where
         match route::route(&head[..n]) {
             Route::Free => {}
             Route::Barrier => pool.wait_idle(),
-            Route::Forget => {
+            Route::Forget if pool.outstanding() > 0 => {
                 let mut all = vec![0u8; r.available_bytes()];
                 let n = r.peek(&mut all);
                 if pool.any_busy(|busy| route::forgets_busy(&all[..n], busy)) {
                     pool.wait_idle();
                 }
             }
+            Route::Forget => {}
             Route::Inline(keys, mode) => {
                 if pool.busy(&keys) {
                     self.hand_over(pool, keys, mode, r, w);
@@ -288,11 +291,11 @@ where
 
     fn hand_over(self, pool: &Pool, keys: Keys, mode: Mode, r: Reader<'_>, w: Writer<'_>) {
         // The mapping the reader and writer point into, kept alive until the request is done.
-        let mem = self.mem.memory().into_inner();
+        let mem = self.mem.clone().into_inner();
         // SAFETY: the reader's and writer's slices point into guest memory regions owned by
-        // `mem` (the same GuestMemoryMmap the chain was split against: `drain` split it from
-        // a guard of this atomic, and a memory update replaces the Arc rather than changing
-        // the regions it holds). `Detached` keeps `mem` and drops the slices first, so they
+        // `mem`: it is the GuestMemoryMmap `drain` split the chain against (its own guard,
+        // cloned), and a memory update replaces the Arc rather than changing the regions an
+        // existing one holds. `Detached` keeps `mem` and drops the slices first, so they
         // never outlive the mapping: the 'static only stands for "as long as `mem`".
         let detached = unsafe {
             Detached {
