@@ -93,7 +93,14 @@ fn short_run_prints_the_table_and_writes_json() {
         );
     }
     // The core paths produced a number for fsjail (which number is not checked).
-    for id in ["metadata", "randread-1q", "seqread", "readdirplus"] {
+    for id in [
+        "metadata",
+        "randread-1q",
+        "seqread",
+        "readdirplus",
+        "mix-p99",
+        "idle-cpu",
+    ] {
         let fig = figures
             .iter()
             .find(|f| matches!(f.get("id"), Some(json::Value::Str(s)) if s == id))
@@ -103,6 +110,14 @@ fn short_run_prints_the_table_and_writes_json() {
             fsjail.and_then(|s| s.get("median")).is_some(),
             "{id}: fsjail was not measured:\n{stdout}"
         );
+        if id != "idle-cpu" {
+            assert!(
+                fsjail
+                    .and_then(|s| s.get("cpu_s_per_1k_requests"))
+                    .is_some(),
+                "{id}: no CPU cost for fsjail:\n{stdout}"
+            );
+        }
     }
 }
 

@@ -82,6 +82,9 @@ pub enum Goal {
     Figure(&'static str, f64),
     /// ... `k` × the median of the subject named so in this figure (a variant of a backend).
     Named(String, f64),
+    /// The subject's backend CPU per request at most `k` × the reference's (whatever the
+    /// figure's direction).
+    CpuPerRequest(f64),
 }
 
 /// A target as the issue states it, and its conditions.
@@ -220,6 +223,21 @@ impl Report {
         };
         let mut all = Verdict::Met;
         for g in &target.goals {
+            if let Goal::CpuPerRequest(k) = g {
+                let cpu = |name: &str| {
+                    f.subjects
+                        .iter()
+                        .find(|s| s.name == name)
+                        .and_then(|s| s.cost)
+                        .and_then(|c| c.backend_per_k())
+                };
+                match (cpu(self.subject_of(f)), cpu(self.reference_of(f))) {
+                    (Some(s), Some(r)) if s <= k * r => {}
+                    (Some(_), Some(_)) => return Some(Verdict::Missed),
+                    _ => all = Verdict::Unknown,
+                }
+                continue;
+            }
             let bound = match g {
                 Goal::Reference(k) => f.median(self.reference_of(f)).map(|r| k * r),
                 Goal::Baseline(k) => f.baseline_median().map(|b| k * b),
@@ -231,6 +249,7 @@ impl Report {
                     .and_then(|o| o.median(&self.info.subject))
                     .map(|m| k * m),
                 Goal::Named(name, k) => f.median(name).map(|m| k * m),
+                Goal::CpuPerRequest(_) => None,
             };
             let ok = match (bound, f.spec.better) {
                 (None, _) => {

@@ -53,8 +53,8 @@ pub fn lookup_getattr(ctx: &Ctx) -> Plan<'_> {
     )
     .baseline("raw host")
     .target(
-        format!("≥1.3× {}", ctx.reference),
-        vec![Goal::Reference(1.3)],
+        format!("≥1.3× {} at ≤1.0× its CPU per request", ctx.reference),
+        vec![Goal::Reference(1.3), Goal::CpuPerRequest(1.0)],
     );
     let mut subjects = ctx.backend_subjects(|b| {
         Subject::new(b.name.clone(), Kind::Backend, move || {

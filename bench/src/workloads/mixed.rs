@@ -82,6 +82,7 @@ pub fn figures(ctx: &Ctx) -> Vec<Plan<'_>> {
                 ctx,
                 dirty,
                 medians: m,
+                quiet_ms: Vec::new(),
             }) as Box<dyn Measure + '_>)
         }));
         let m = medians.clone();
@@ -121,6 +122,43 @@ struct Mixed<'a> {
     ctx: &'a Ctx,
     dirty: u64,
     medians: Medians,
+    /// Pair latencies with no FSYNC in flight, every sample's.
+    quiet_ms: Vec<f64>,
+}
+
+/// Pairs timed before each sample's FSYNCs, as the control.
+const QUIET_PAIRS: usize = 50;
+
+/// One LOOKUP of `name` (NUL-terminated) in `dir`, then GETATTR of what it found; returns the
+/// time both took, in ms, and the node (to forget).
+fn pair(s: &guest_driver::Session, who: &str, dir: u64, name: &str) -> Result<(f64, u64)> {
+    let t = Instant::now();
+    let e = s
+        .submit(
+            Opcode::Lookup,
+            dir,
+            &[name.as_bytes()],
+            &[std::mem::size_of::<EntryOut>()],
+        )
+        .ctx(|| format!("{who}: LOOKUP"))?;
+    let body = s.complete(e).ctx(|| format!("{who}: LOOKUP reply"))?;
+    let e: EntryOut = super::parse(who, Opcode::Lookup, &body)?;
+    let g = s
+        .submit(
+            Opcode::Getattr,
+            e.nodeid,
+            &[GetattrIn::default().as_slice()],
+            &[std::mem::size_of::<AttrOut>()],
+        )
+        .ctx(|| format!("{who}: GETATTR"))?;
+    let body = s.complete(g).ctx(|| format!("{who}: GETATTR reply"))?;
+    let _: AttrOut = super::parse(who, Opcode::Getattr, &body)?;
+    Ok((t.elapsed().as_secs_f64() * 1000.0, e.nodeid))
+}
+
+/// The `p` quantile of sorted `v` (nearest rank).
+fn quantile(v: &[f64], p: f64) -> f64 {
+    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 impl Mixed<'_> {
@@ -156,6 +194,19 @@ impl Mixed<'_> {
 }
 
 impl Measure for Mixed<'_> {
+    /// The control: p99 and median of the pairs with no FSYNC in flight.
+    fn diagnostics(&self) -> Vec<(&'static str, f64)> {
+        let mut q = self.quiet_ms.clone();
+        if q.is_empty() {
+            return Vec::new();
+        }
+        q.sort_by(f64::total_cmp);
+        vec![
+            ("quiet_p99_ms", quantile(&q, 0.99)),
+            ("quiet_median_ms", quantile(&q, 0.5)),
+        ]
+    }
+
     fn probe(&self) -> Option<crate::cost::Probe> {
         probe_of(&self.conn)
     }
@@ -167,6 +218,13 @@ impl Measure for Mixed<'_> {
         // The pairs look up files of meta/, which no FSYNC touches.
         let dir = lookup_path(s, &who, crate::fixture::META_DIR)?.nodeid;
         let names = self.ctx.fixture.scale.files.max(1);
+        // The control: the same pairs with no FSYNC in flight (same machine, same moment).
+        for i in 0..QUIET_PAIRS {
+            let name = format!("{}\0", crate::fixture::meta_name(i % names));
+            let (ms, node) = pair(s, &who, dir, &name)?;
+            self.quiet_ms.push(ms);
+            forget_all(s, &who, &[node])?;
+        }
         let fsyncs = files
             .iter()
             .map(|&(n, fh)| {
@@ -182,32 +240,11 @@ impl Measure for Mixed<'_> {
         let mut pending: Vec<_> = fsyncs.into_iter().map(Some).collect();
         let mut lat_ms = Vec::new();
         let mut nodeids = Vec::new();
-        let getattr = GetattrIn::default();
         while pending.iter().any(Option::is_some) {
             let name = format!("{}\0", crate::fixture::meta_name(lat_ms.len() % names));
-            let t = Instant::now();
-            let e = s
-                .submit(
-                    Opcode::Lookup,
-                    dir,
-                    &[name.as_bytes()],
-                    &[std::mem::size_of::<EntryOut>()],
-                )
-                .ctx(|| format!("{who}: LOOKUP"))?;
-            let body = s.complete(e).ctx(|| format!("{who}: LOOKUP reply"))?;
-            let e: EntryOut = super::parse(&who, Opcode::Lookup, &body)?;
-            let g = s
-                .submit(
-                    Opcode::Getattr,
-                    e.nodeid,
-                    &[getattr.as_slice()],
-                    &[std::mem::size_of::<AttrOut>()],
-                )
-                .ctx(|| format!("{who}: GETATTR"))?;
-            let body = s.complete(g).ctx(|| format!("{who}: GETATTR reply"))?;
-            let _: AttrOut = super::parse(&who, Opcode::Getattr, &body)?;
-            lat_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            nodeids.push(e.nodeid);
+            let (ms, node) = pair(s, &who, dir, &name)?;
+            lat_ms.push(ms);
+            nodeids.push(node);
             for p in pending.iter_mut() {
                 let done = match p {
                     Some(f) => s
@@ -237,7 +274,7 @@ impl Measure for Mixed<'_> {
             return Err(BenchError::Check(format!("{who}: no LOOKUP+GETATTR ran")));
         }
         lat_ms.sort_by(f64::total_cmp);
-        let pct = |p: f64| lat_ms[((lat_ms.len() - 1) as f64 * p).round() as usize];
+        let pct = |p: f64| quantile(&lat_ms, p);
         self.medians
             .borrow_mut()
             .entry(who)
