@@ -55,7 +55,7 @@ pub struct Translation {
     pub syslog: bool,
     pub rlimit_nofile: Option<u64>,
     /// `--thread-pool-size`: fsjail's request pool of the same size (0: none).
-    pub thread_pool_size: Option<u64>,
+    pub thread_pool_size: Option<u8>,
     /// Flags accepted as equivalent to what fsjail does, explained for the log.
     pub notes: Vec<String>,
 }
@@ -279,7 +279,8 @@ fn apply_long(
         // none. (fsjail's pool takes only the requests that may block; see `fsjail serve`.)
         "thread-pool-size" => match parse_num::<u64>(flag, &text())? {
             n if n <= devices::vhost_user::MAX_POOL_THREADS as u64 => {
-                set_copy(&mut t.thread_pool_size, n, flag)?
+                // At most 64, so it fits (and keeps the settings small).
+                set_copy(&mut t.thread_pool_size, n as u8, flag)?
             }
             _ => {
                 return unsupported(&format!(
