@@ -100,6 +100,8 @@ fn render_share(out: &mut String, s: &ShareConfig, euid: u32, egid: u32) {
     let _ = writeln!(out, "special_files = \"{}\"", s.special_files);
     let _ = writeln!(out, "ownership = \"{}\"", s.ownership);
     let _ = writeln!(out, "num_request_queues = {}", s.num_request_queues);
+    let _ = writeln!(out, "thread_pool_size = {}", s.thread_pool_size);
+    let _ = writeln!(out, "poll_max_us = {}", s.poll_max_us);
     let _ = writeln!(out, "seccomp = \"{}\"", s.seccomp);
     let _ = writeln!(out, "dax_window = {}", s.dax_window);
     let _ = writeln!(out, "blksize = {}", s.blksize);

@@ -117,10 +117,17 @@ pub struct ServeArgs {
     #[argh(option, default = "1")]
     pub num_request_queues: usize,
 
-    /// accepted for virtiofsd compatibility; only 0 (no extra pool) is supported, because
-    /// fsjail serves each request queue on its own thread
-    #[argh(option, default = "0")]
+    /// threads serving the requests that may block (FSYNC, large READ/WRITE, ...) beside
+    /// the queue threads, so cheap requests are not held up behind them; 0 to 64, 0: none
+    /// (default 4; virtiofsd's flag of the same name)
+    #[argh(option, default = "jail::policy::defaults::THREAD_POOL_SIZE")]
     pub thread_pool_size: usize,
+
+    /// after serving, poll each request queue for up to this many microseconds before
+    /// sleeping (adaptive: the window grows while polling pays off, drops to 0 when it does
+    /// not); 0 to 10000, 0: off (the default)
+    #[argh(option, default = "jail::policy::defaults::POLL_MAX_US")]
+    pub poll_max_us: u32,
 
     /// largest READ/WRITE payload offered to the guest, in bytes (default 1 MiB)
     #[argh(option, default = "1 << 20")]

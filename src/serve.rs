@@ -31,8 +31,6 @@ pub enum ServeError {
         path: PathBuf,
         source: vhost::vhost_user::Error,
     },
-    #[error("--thread-pool-size {0}: not supported; fsjail serves each request queue on its own thread (use --num-request-queues); 0 and 1 are accepted")]
-    ThreadPool(usize),
     #[error("--{}: {}", .0.key().replace('_', "-"), .0.reason())]
     Settings(DeviceSettingsError),
     #[error(transparent)]
@@ -54,9 +52,6 @@ pub enum ServeError {
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
-    if args.thread_pool_size > 1 {
-        return Err(ServeError::ThreadPool(args.thread_pool_size));
-    }
     let settings = device_settings(args);
     settings.check().map_err(ServeError::Settings)?;
     if args.sandbox == SandboxMode::None
@@ -118,6 +113,8 @@ fn serve_jailed(args: &ServeArgs, root: PathBuf, listener: Listener) -> Result<(
     }
     share.seccomp = args.seccomp;
     share.num_request_queues = args.num_request_queues;
+    share.thread_pool_size = args.thread_pool_size;
+    share.poll_max_us = args.poll_max_us;
     share.dax_window = args.dax_window.0;
     share.blksize = args.blksize;
     share.max_write = args.max_write;
@@ -186,6 +183,8 @@ fn device_settings(args: &ServeArgs) -> DeviceSettings {
         cache: args.cache,
         xattr: args.xattr,
         num_request_queues: args.num_request_queues,
+        thread_pool_size: args.thread_pool_size,
+        poll_max_us: args.poll_max_us,
         dax_window: args.dax_window.0,
         blksize: args.blksize,
         max_write: args.max_write,

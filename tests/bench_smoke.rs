@@ -118,15 +118,31 @@ fn short_run_prints_the_table_and_writes_json() {
         }
     }
     // The core paths produced a number for fsjail (which number is not checked).
-    for id in ["metadata", "randread-1q", "seqread", "readdirplus"] {
+    for id in [
+        "metadata",
+        "randread-1q",
+        "seqread",
+        "readdirplus",
+        "mix-p99",
+        "idle-cpu",
+    ] {
         let fig = figures
             .iter()
             .find(|f| f["id"] == id)
             .unwrap_or_else(|| panic!("no figure {id}"));
+        let fsjail = fig["subjects"].get("fsjail");
         let median = &fig["subjects"]["fsjail"]["median"];
         assert!(
             median.as_f64().is_some_and(f64::is_finite),
             "{id}: fsjail was not measured ({median}):\n{stdout}"
         );
+        if id != "idle-cpu" {
+            assert!(
+                fsjail
+                    .and_then(|s| s.get("cpu_s_per_1k_requests"))
+                    .is_some(),
+                "{id}: no CPU cost for fsjail:\n{stdout}"
+            );
+        }
     }
 }

@@ -243,7 +243,10 @@ fn check_limits(j: &Jailed) {
         [NOFILE.to_string(), NOFILE.to_string()]
     );
     assert_eq!(row("Max core file size"), ["0", "0"]);
-    let nproc = (jail::steps::rlimits::NPROC_BASE + 1).to_string();
+    // One request queue plus the default request pool.
+    let nproc =
+        (jail::steps::rlimits::NPROC_BASE + 1 + jail::policy::defaults::THREAD_POOL_SIZE as u64)
+            .to_string();
     assert_eq!(row("Max processes"), [nproc.clone(), nproc]);
 }
 

@@ -106,7 +106,7 @@ fn overlapping_uid_map() {
 fn unknown_key() {
     refused(
         "[[share]]\ntag = \"a\"\npath = \"a\"\nread_only = true\n",
-        "policy.toml:9: share \"a\": unknown field `read_only`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`, `config_tag`, `landlock`",
+        "policy.toml:9: share \"a\": unknown field `read_only`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `thread_pool_size`, `poll_max_us`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`, `config_tag`, `landlock`",
     );
 }
 

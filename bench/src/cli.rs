@@ -32,8 +32,8 @@ pub struct Args {
     pub fsjail: Option<PathBuf>,
 
     /// run only these figures (comma-separated ids: metadata, create, randread-1q,
-    /// randread-4q, seqread, seqwrite, readdirplus, dax-map, dax-read, start, start-jailed,
-    /// idle-rss, broker-rss-1, broker-rss-64)
+    /// randread-4q, seqread, seqwrite, readdirplus, mix-p99, mix-median, dax-map, dax-read, start, start-jailed,
+    /// idle-rss, idle-cpu, broker-rss-1, broker-rss-64)
     #[argh(option)]
     pub only: Option<String>,
 
@@ -72,11 +72,14 @@ pub const FIGURES: &[&str] = &[
     "seqread",
     "seqwrite",
     "readdirplus",
+    "mix-p99",
+    "mix-median",
     "dax-map",
     "dax-read",
     "start",
     "start-jailed",
     "idle-rss",
+    "idle-cpu",
     "broker-rss-1",
     "broker-rss-64",
 ];

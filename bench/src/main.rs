@@ -7,6 +7,7 @@
 
 mod backend;
 mod cli;
+mod cost;
 mod discover;
 mod error;
 mod fixture;
@@ -27,7 +28,7 @@ use fixture::{Fixture, Scale};
 use progress::Progress;
 use report::{Report, RunInfo};
 use runner::{Outcome, Runner};
-use workloads::{dax, io, lifecycle, metadata, Ctx, Plan};
+use workloads::{dax, idle, io, lifecycle, metadata, mixed, Ctx, Plan};
 
 fn main() -> ExitCode {
     let args: cli::Args = argh::from_env();
@@ -160,10 +161,12 @@ fn run(args: cli::Args) -> Result<ExitCode> {
         io::seq_write(&ctx),
         metadata::readdirplus(&ctx),
     ];
+    plans.extend(mixed::figures(&ctx));
     plans.extend(dax::figures(&ctx));
     plans.push(lifecycle::start(&ctx));
     plans.push(lifecycle::start_jailed(&ctx));
     plans.push(lifecycle::idle_rss(&ctx));
+    plans.push(idle::idle_cpu(&ctx));
     plans.push(lifecycle::broker_rss(&ctx, 1));
     plans.push(lifecycle::broker_rss(&ctx, lifecycle::MANY_SHARES));
     if let Some(ids) = &only {

@@ -1,6 +1,7 @@
 //! Figures' definitions (unit, direction, target) and the two outputs: the table on stdout
 //! and the JSON file.
 
+use crate::cost::format_ms_per_k;
 use crate::json::Json;
 use crate::runner::{FigureResult, Kind, Outcome};
 
@@ -79,6 +80,11 @@ pub enum Goal {
     Absolute(f64),
     /// ... `k` × the subject's median in figure `id`.
     Figure(&'static str, f64),
+    /// ... `k` × the median of the subject named so in this figure (a variant of a backend).
+    Named(String, f64),
+    /// The subject's backend CPU per request at most `k` × the reference's (whatever the
+    /// figure's direction).
+    CpuPerRequest(f64),
 }
 
 /// A performance target in words, and the conditions that decide whether it is met.
@@ -217,6 +223,21 @@ impl Report {
         };
         let mut all = Verdict::Met;
         for g in &target.goals {
+            if let Goal::CpuPerRequest(k) = g {
+                let cpu = |name: &str| {
+                    f.subjects
+                        .iter()
+                        .find(|s| s.name == name)
+                        .and_then(|s| s.cost)
+                        .and_then(|c| c.backend_per_k())
+                };
+                match (cpu(self.subject_of(f)), cpu(self.reference_of(f))) {
+                    (Some(s), Some(r)) if s <= k * r => {}
+                    (Some(_), Some(_)) => return Some(Verdict::Missed),
+                    _ => all = Verdict::Unknown,
+                }
+                continue;
+            }
             let bound = match g {
                 Goal::Reference(k) => f.median(self.reference_of(f)).map(|r| k * r),
                 Goal::Baseline(k) => f.baseline_median().map(|b| k * b),
@@ -227,6 +248,8 @@ impl Report {
                     .find(|o| o.spec.id == *id)
                     .and_then(|o| o.median(&self.info.subject))
                     .map(|m| k * m),
+                Goal::Named(name, k) => f.median(name).map(|m| k * m),
+                Goal::CpuPerRequest(_) => None,
             };
             let ok = match (bound, f.spec.better) {
                 (None, _) => {
@@ -385,11 +408,69 @@ impl Report {
             out.push_str(&line(r));
             out.push('\n');
         }
+        out.push_str(&self.cost_table(&cols));
         if !notes.is_empty() {
             out.push('\n');
             for (k, n) in notes.iter().enumerate() {
                 out.push_str(&format!("[{}] {}\n", k + 1, n.replace('\n', "\n    ")));
             }
+        }
+        out
+    }
+
+    /// CPU milliseconds per 1,000 requests, backend (every process and thread of it) and
+    /// driver, for each figure that has a connection; empty when no figure has one.
+    fn cost_table(&self, cols: &[String]) -> String {
+        let mut rows = Vec::new();
+        for f in &self.figures {
+            let cells: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    f.subjects
+                        .iter()
+                        .find(|s| s.kind == Kind::Backend && &s.name == c)
+                        .and_then(|s| s.cost)
+                        .and_then(|k| Some((k.backend_per_k()?, k.driver_per_k()?)))
+                        .map_or("-".into(), |(b, d)| {
+                            format!("{} / {}", format_ms_per_k(b), format_ms_per_k(d))
+                        })
+                })
+                .collect();
+            if cells.iter().any(|c| c != "-") {
+                rows.push((f.spec.item, f.spec.id, cells));
+            }
+        }
+        if rows.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "\nCPU ms per 1,000 requests, backend (all its processes and threads) / driver, over the measured rounds:\n",
+        );
+        let idw = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(6);
+        let mut head = format!("{:<3}{:<idw$}", "#", "figure");
+        let widths: Vec<usize> = cols
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                rows.iter()
+                    .map(|r| r.2[k].chars().count())
+                    .chain([c.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for (c, w) in cols.iter().zip(&widths) {
+            head.push_str(&format!("  {c:<w$}"));
+        }
+        out.push_str(head.trim_end());
+        out.push('\n');
+        for (item, id, cells) in rows {
+            let mut line = format!("{item:<3}{id:<idw$}");
+            for (c, w) in cells.iter().zip(&widths) {
+                line.push_str(&format!("  {c:<w$}"));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
         }
         out
     }
@@ -424,6 +505,18 @@ impl Report {
                             }
                             Outcome::Skipped(r) => fields.push(("skipped", Json::str(r.clone()))),
                             Outcome::Failed(r) => fields.push(("failed", Json::str(r.clone()))),
+                        }
+                        if let Some(k) = s.cost {
+                            fields.push((
+                                "cpu_s_per_1k_requests",
+                                Json::obj([
+                                    ("backend", Json::num(k.backend_per_k())),
+                                    ("driver", Json::num(k.driver_per_k())),
+                                    ("requests", Json::Num(k.requests as f64)),
+                                    ("backend_cpu_s", Json::num(Some(k.backend_s))),
+                                    ("driver_cpu_s", Json::num(Some(k.driver_s))),
+                                ]),
+                            ));
                         }
                         if !s.diagnostics.is_empty() {
                             let d = s.diagnostics.iter().map(|(k, v)| (*k, Json::num(Some(*v))));
@@ -514,6 +607,11 @@ mod tests {
             kind,
             outcome: Outcome::Measured(Stats::of(vec![v]).unwrap()),
             diagnostics: vec![],
+            cost: Some(crate::cost::Cost {
+                backend_s: 0.5,
+                driver_s: 0.25,
+                requests: 1000,
+            }),
         }
     }
 
@@ -566,6 +664,8 @@ mod tests {
         assert!(t.contains("130 (130–130)"), "{t}");
         assert!(t.contains("MISSED"), "{t}");
         assert!(r.json().to_pretty().contains("\"a/b\": 1.3"));
+        assert!(t.contains("500 / 250"), "{t}");
+        assert!(r.json().to_pretty().contains("cpu_s_per_1k_requests"));
     }
 
     #[test]

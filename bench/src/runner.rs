@@ -2,6 +2,7 @@
 //! baseline) is prepared, warmed up, then sampled in turns A, B, raw, A, B, raw, ... so that
 //! drift in the machine's load hits all of them alike.
 
+use crate::cost::{Cost, Probe, Reading};
 use crate::error::{BenchError, Result};
 use crate::progress::Progress;
 use crate::report::FigureSpec;
@@ -17,6 +18,13 @@ pub trait Measure {
     /// after the last sample.
     fn diagnostics(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
+    }
+
+    /// The backend process and the requests submitted so far, for the CPU cost per request
+    /// (read before and after every measured sample). `None` for subjects without a
+    /// connection (host baselines, start time, memory).
+    fn probe(&self) -> Option<Probe> {
+        None
     }
 }
 
@@ -101,6 +109,8 @@ pub struct SubjectResult {
     pub kind: Kind,
     pub outcome: Outcome,
     pub diagnostics: Vec<(&'static str, f64)>,
+    /// CPU spent over the measured rounds, when the subject has a [`Measure::probe`].
+    pub cost: Option<Cost>,
 }
 
 /// A figure with every subject's result.
@@ -167,6 +177,7 @@ impl Runner {
                 measure,
                 samples: Vec::new(),
                 outcome,
+                cost: None,
             });
         }
         for round in 0..per_subject {
@@ -181,8 +192,16 @@ impl Runner {
                 };
                 self.progress
                     .show(&format!("{} · {} · {phase}", spec.id, l.name));
-                match m.sample(round) {
-                    Ok(v) if round >= self.warmup => l.samples.push(v),
+                let measured = round >= self.warmup;
+                let before = m.probe().filter(|_| measured).map(|p| Reading::take(&p));
+                let result = m.sample(round);
+                if let (Some(before), Some(p), Ok(_)) = (before, m.probe(), &result) {
+                    l.cost
+                        .get_or_insert_with(Cost::default)
+                        .add(before, Reading::take(&p));
+                }
+                match result {
+                    Ok(v) if measured => l.samples.push(v),
                     Ok(_) => {}
                     Err(e) => {
                         self.progress.advance(per_subject - round);
@@ -213,6 +232,7 @@ impl Runner {
                     kind: l.kind,
                     outcome,
                     diagnostics,
+                    cost: l.cost,
                 }
             })
             .collect();
@@ -227,6 +247,7 @@ struct Live<'a> {
     measure: Option<Box<dyn Measure + 'a>>,
     samples: Vec<f64>,
     outcome: Option<Outcome>,
+    cost: Option<Cost>,
 }
 
 fn outcome_of(e: BenchError, round: Option<usize>) -> Outcome {

@@ -126,8 +126,10 @@ impl ShareDevice {
         let server =
             Server::try_new(stack, options, Some(share.share_root)).map_err(DeviceError::Server)?;
         let server = Arc::new(server);
+        // The pool threads start here, before the worker's filter (which covers them too).
         let mut backend = FsBackend::new(server.clone(), settings.num_request_queues)?
-            .with_migration(Arc::new(ShareState::new(server.clone())));
+            .with_migration(Arc::new(ShareState::new(server.clone())))
+            .with_tuning(settings.thread_pool_size, settings.poll_max_us)?;
         if let Some(tag) = &settings.config_tag {
             backend = backend.with_config_tag(tag)?;
         }

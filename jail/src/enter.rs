@@ -134,7 +134,7 @@ where
 
     rlimits::apply(rlimits::Limits::for_share(
         share.rlimit_nofile,
-        share.num_request_queues,
+        share.serving_threads(),
     ))
     .map_err(JailError::from)?;
 

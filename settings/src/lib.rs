@@ -13,7 +13,10 @@ pub mod special;
 
 pub use cache::{CachePolicy, ParseCachePolicyError};
 pub use dax::{host_page_size, ByteSize, ParseSizeError, SettingsError};
-pub use limits::{check_max_write, check_request_queues, LimitError, MAX_REQUEST_QUEUES};
+pub use limits::{
+    check_max_write, check_poll_max_us, check_pool_threads, check_request_queues, LimitError,
+    MAX_POLL_US, MAX_POOL_THREADS, MAX_REQUEST_QUEUES,
+};
 pub use migration::{MigrationOnError, ParseMigrationOnError};
 pub use special::{Ownership, ParseOwnershipError, ParseSpecialFilesError, SpecialFiles};
 
@@ -30,6 +33,10 @@ pub struct DeviceSettings {
     pub xattr: bool,
     /// Request queues, one thread each.
     pub num_request_queues: usize,
+    /// Threads of the request pool serving requests that may block (0: none).
+    pub thread_pool_size: usize,
+    /// Ceiling of the adaptive poll of each request queue after serving, µs (0: off).
+    pub poll_max_us: u32,
     /// Size of the DAX window in bytes; 0 turns DAX off.
     pub dax_window: u64,
     /// The guest page size every attribute reply's `st_blksize` is clamped to.
@@ -56,6 +63,8 @@ impl Default for DeviceSettings {
             cache: CachePolicy::Auto,
             xattr: false,
             num_request_queues: 1,
+            thread_pool_size: limits::DEFAULT_POOL_THREADS,
+            poll_max_us: limits::DEFAULT_POLL_MAX_US,
             dax_window: 0,
             blksize: dax::DEFAULT_BLKSIZE,
             max_write: limits::DEFAULT_MAX_WRITE,
@@ -75,6 +84,10 @@ pub enum DeviceSettingsError {
     Queues(LimitError),
     #[error("max_write: {0}")]
     MaxWrite(LimitError),
+    #[error("thread_pool_size: {0}")]
+    PoolThreads(LimitError),
+    #[error("poll_max_us: {0}")]
+    PollMax(LimitError),
     #[error("dax_window: {0}")]
     DaxWindow(SettingsError),
     #[error("blksize: {0}")]
@@ -87,6 +100,8 @@ impl DeviceSettingsError {
         match self {
             DeviceSettingsError::Queues(_) => "num_request_queues",
             DeviceSettingsError::MaxWrite(_) => "max_write",
+            DeviceSettingsError::PoolThreads(_) => "thread_pool_size",
+            DeviceSettingsError::PollMax(_) => "poll_max_us",
             DeviceSettingsError::DaxWindow(_) => "dax_window",
             DeviceSettingsError::Blksize(_) => "blksize",
         }
@@ -95,7 +110,10 @@ impl DeviceSettingsError {
     /// What is wrong, without the setting's name.
     pub fn reason(&self) -> String {
         match self {
-            DeviceSettingsError::Queues(e) | DeviceSettingsError::MaxWrite(e) => e.to_string(),
+            DeviceSettingsError::Queues(e)
+            | DeviceSettingsError::MaxWrite(e)
+            | DeviceSettingsError::PoolThreads(e)
+            | DeviceSettingsError::PollMax(e) => e.to_string(),
             DeviceSettingsError::DaxWindow(e) | DeviceSettingsError::Blksize(e) => e.to_string(),
         }
     }
@@ -111,6 +129,8 @@ impl DeviceSettings {
     pub fn check(&self) -> Result<(), DeviceSettingsError> {
         check_request_queues(self.num_request_queues).map_err(DeviceSettingsError::Queues)?;
         check_max_write(self.max_write).map_err(DeviceSettingsError::MaxWrite)?;
+        check_pool_threads(self.thread_pool_size).map_err(DeviceSettingsError::PoolThreads)?;
+        check_poll_max_us(self.poll_max_us).map_err(DeviceSettingsError::PollMax)?;
         dax::check_blksize(self.blksize).map_err(DeviceSettingsError::Blksize)?;
         dax::check_window(self.dax_window, host_page_size()).map_err(DeviceSettingsError::DaxWindow)
     }

@@ -63,6 +63,8 @@ pub struct Translation {
     /// fsjail's own `--special-files` (virtiofsd has no such flag: it always makes real
     /// device nodes, which is `host` here).
     pub special_files: Option<devices::fs::SpecialFiles>,
+    /// `--thread-pool-size`: fsjail's request pool of the same size (0: none).
+    pub thread_pool_size: Option<u8>,
     /// Flags accepted as equivalent to what fsjail does, explained for the log.
     pub notes: Vec<String>,
 }
@@ -296,18 +298,18 @@ fn apply_long(
         "syslog" => t.syslog = true,
         "log-level" => set(&mut t.log_level, log_level(flag, &text())?, flag)?,
         "rlimit-nofile" => set_copy(&mut t.rlimit_nofile, parse_num::<u64>(flag, &text())?, flag)?,
+        // The same meaning in both: N threads serve requests beside the queue threads, 0 is
+        // none. (fsjail's pool takes only the requests that may block; see `fsjail serve`.)
         "thread-pool-size" => match parse_num::<u64>(flag, &text())? {
-            // 0 is virtiofsd's "no pool: serve on the queue thread", which is what fsjail
-            // does. 1 is a pool of one thread: requests are still served one at a time per
-            // queue, in order, so the guest sees the same thing (Kata passes it by default).
-            0 => {}
-            1 => t.notes.push(
-                "--thread-pool-size=1: each queue's requests are served one at a time on its own thread, as with a pool of one".into(),
-            ),
+            n if n <= devices::vhost_user::MAX_POOL_THREADS as u64 => {
+                // At most 64, so it fits (and keeps the settings small).
+                set_copy(&mut t.thread_pool_size, n as u8, flag)?
+            }
             _ => {
-                return unsupported(
-                    "fsjail serves each request queue on its own thread, without a pool; only 0 and 1 are accepted",
-                )
+                return unsupported(&format!(
+                    "fsjail's request pool has at most {} threads",
+                    devices::vhost_user::MAX_POOL_THREADS
+                ))
             }
         },
         "announce-submounts" => t.announce_submounts = true,
@@ -667,6 +669,9 @@ impl Translation {
         }
         if let Some(policy) = self.migration_on_error {
             push("--migration-on-error", OsStr::new(&policy.to_string()));
+        }
+        if let Some(n) = self.thread_pool_size {
+            push("--thread-pool-size", OsStr::new(&n.to_string()));
         }
         for (on, flag) in [
             (self.readonly, "--readonly"),

@@ -62,9 +62,9 @@ Translated to fsjail serve:
                               fails the migration, or answers EIO
   --tag NAME                  answer GET_CONFIG with this tag (QEMU 11.1's generic
                               vhost-user device; never with QEMU 7.1 to 8.0)
+  --thread-pool-size N        request pool threads, 0 to 64 (0: none)
 
 Accepted because fsjail already behaves that way:
-  --thread-pool-size 0|1      each request queue is served on its own thread
   --no-killpriv-v2, --allow-direct-io,
   --inode-file-handles never|prefer, --migration-mode find-paths,
   --migration-confirm-paths, --posix-acl=never, --security-label=never,
@@ -74,7 +74,7 @@ Refused (fsjail does not do what they ask):
   --posix-acl[=auto|always], --security-label[=auto|always],
   --xattrmap, --modcaps, --uid-map, --gid-map, --translate-uid,
   --translate-gid, --writeback, --no-readdirplus, --allow-mmap, --killpriv-v2,
-  --preserve-noatime, --cache metadata, --thread-pool-size N>1,
+  --preserve-noatime, --cache metadata, --thread-pool-size N>64,
   --inode-file-handles mandatory, --migration-mode file-handles,
   --migration-verify-handles,
   -o flock, -o posix_lock and the other -o options

@@ -53,8 +53,8 @@ pub fn lookup_getattr(ctx: &Ctx) -> Plan<'_> {
     )
     .baseline("raw host")
     .target(
-        format!("≥1.3× {}", ctx.reference),
-        vec![Goal::Reference(1.3)],
+        format!("≥1.3× {} at ≤1.0× its CPU per request", ctx.reference),
+        vec![Goal::Reference(1.3), Goal::CpuPerRequest(1.0)],
     );
     let mut subjects = ctx.backend_subjects(|b| {
         Subject::new(b.name.clone(), Kind::Backend, move || {
@@ -91,6 +91,10 @@ struct LookupGetattr {
 impl Measure for LookupGetattr {
     fn diagnostics(&self) -> Vec<(&'static str, f64)> {
         queue_diagnostics(&self.conn.session)
+    }
+
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.conn)
     }
 
     fn sample(&mut self, _round: usize) -> Result<f64> {
@@ -187,6 +191,10 @@ struct Create<'a> {
 impl Measure for Create<'_> {
     fn diagnostics(&self) -> Vec<(&'static str, f64)> {
         queue_diagnostics(&self.conn.session)
+    }
+
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.conn)
     }
 
     fn sample(&mut self, round: usize) -> Result<f64> {
@@ -345,6 +353,10 @@ struct ReaddirPlus {
 impl Measure for ReaddirPlus {
     fn diagnostics(&self) -> Vec<(&'static str, f64)> {
         queue_diagnostics(&self.conn.session)
+    }
+
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.conn)
     }
 
     fn sample(&mut self, _round: usize) -> Result<f64> {

@@ -5,9 +5,11 @@
 //! baseline doing the same work with plain system calls on the same files.
 
 pub mod dax;
+pub mod idle;
 pub mod io;
 pub mod lifecycle;
 pub mod metadata;
+pub mod mixed;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -221,6 +223,23 @@ pub fn queue_diagnostics(s: &Session) -> Vec<(&'static str, f64)> {
         ("kicks_per_request", per(kicks)),
         ("calls_per_request", per(calls)),
     ]
+}
+
+/// The backend's process and every request submitted on the connection so far (all queues,
+/// the high-priority one included: FORGETs cost the backend too), for the CPU cost columns.
+pub fn probe_of(conn: &Connection) -> Option<crate::cost::Probe> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let requests = conn
+        .session
+        .device()
+        .queues()
+        .iter()
+        .map(|q| q.stats().submitted.load(Relaxed))
+        .sum();
+    Some(crate::cost::Probe {
+        backend_pid: conn.process.pid(),
+        requests,
+    })
 }
 
 /// `count / elapsed` as a rate per second.

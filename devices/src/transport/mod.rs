@@ -309,6 +309,18 @@ impl<'a> Segments<'a> {
         }
     }
 
+    /// Copies up to `buf.len()` bytes out of guest memory without consuming them.
+    pub(crate) fn peek(&self, buf: &mut [u8]) -> usize {
+        let mut done = 0;
+        for seg in self.remaining() {
+            if done == buf.len() {
+                break;
+            }
+            done += seg.copy_to(&mut buf[done..]);
+        }
+        done
+    }
+
     /// Copies up to `buf.len()` bytes out of guest memory and consumes them.
     pub(crate) fn copy_out(&mut self, buf: &mut [u8]) -> usize {
         let mut done = 0;

@@ -65,6 +65,15 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// Copies up to `buf.len()` of the next bytes without consuming them; returns how many.
+    ///
+    /// For routing decisions made before the request is served (which queue thread or pool
+    /// thread serves it). The server reads the request again, so the guest can change it in
+    /// between: nothing validated on a peeked copy may be relied on when serving.
+    pub fn peek(&self, buf: &mut [u8]) -> usize {
+        self.segs.peek(buf)
+    }
+
     /// Discards the next `n` bytes without copying them.
     ///
     /// Fails with `UnexpectedEof` and consumes nothing if fewer than `n` bytes remain.

@@ -3,7 +3,15 @@
 
 pub mod config;
 mod memory;
+mod order;
+mod poll;
+mod pool;
+#[cfg(test)]
+mod pool_tests;
 mod queue;
+mod route;
+
+pub use pool::MAX_POOL_THREADS;
 
 use std::io;
 // Every lock here guards a value replaced or pushed in one step, so a holder that panicked
@@ -46,6 +54,10 @@ pub enum Error {
     Accept(vhost_user_backend::Error),
     #[error("serving the vhost-user frontend: {0}")]
     Serve(vhost_user_backend::Error),
+    #[error("--thread-pool-size must be at most {MAX_POOL_THREADS}, not {0}")]
+    BadPoolSize(usize),
+    #[error("starting the request pool: {0}")]
+    PoolThread(io::Error),
 }
 
 /// One share's virtio-fs device, shared by the vhost-user message thread and the queue threads.
@@ -60,6 +72,10 @@ pub struct FsBackend<F> {
     migration: Option<crate::migration::transfer::Transfer>,
     /// The configuration space GET_CONFIG answers with; `None` keeps CONFIG off.
     config: Option<config::FsConfig>,
+    /// The share's request pool, when it has one (see [`FsBackend::with_tuning`]).
+    pool: Option<pool::Pool>,
+    /// One poller per queue (the hiprio one never polls), when polling is on.
+    pollers: Vec<poll::Poller>,
 }
 
 impl<F> FsBackend<F>
@@ -76,6 +92,8 @@ where
             exit_notifiers: Mutex::new(Vec::new()),
             migration: None,
             config: None,
+            pool: None,
+            pollers: Vec::new(),
         })
     }
 
@@ -95,6 +113,39 @@ where
     pub fn with_config_tag(mut self, tag: &str) -> Result<Self, config::TagError> {
         self.config = Some(config::FsConfig::new(tag, self.num_request_queues)?);
         Ok(self)
+    }
+
+    /// Adds a request pool of `pool_threads` threads (0: none, every request is served on its
+    /// queue's thread) and adaptive polling of the request queues for up to `poll_max_us`
+    /// microseconds after serving (0: off). The pool threads start here: call this before the
+    /// worker installs its seccomp filter, like every other thread it has.
+    pub fn with_tuning(mut self, pool_threads: usize, poll_max_us: u32) -> Result<Self, Error> {
+        if pool_threads > MAX_POOL_THREADS {
+            return Err(Error::BadPoolSize(pool_threads));
+        }
+        if pool_threads > 0 {
+            self.pool = Some(pool::Pool::new(pool_threads).map_err(Error::PoolThread)?);
+        }
+        self.pollers = if poll_max_us > 0 {
+            (0..HIPRIO_QUEUES + self.num_request_queues)
+                .map(|q| poll::Poller::new(if q < HIPRIO_QUEUES { 0 } else { poll_max_us }))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(self)
+    }
+
+    /// Threads in the request pool (0: none).
+    pub fn pool_size(&self) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.size())
+    }
+
+    /// Waits until the request pool served everything handed to it.
+    fn drain_pool(&self) {
+        if let Some(p) = &self.pool {
+            p.wait_idle();
+        }
     }
 
     /// How many queue threads the daemon runs: one per request queue, the first also taking the
@@ -229,6 +280,14 @@ where
         }
     }
 
+    /// GET_VRING_BASE: the ring is stopped. Requests still in the pool are finished first, so
+    /// every chain popped before the stop is in the used ring when the frontend reads the
+    /// ring's state (and none is written after).
+    fn stop_vring(&self, _queue_index: u32) -> io::Result<()> {
+        self.drain_pool();
+        Ok(())
+    }
+
     fn set_event_idx(&self, enabled: bool) {
         self.event_idx
             .store(enabled, std::sync::atomic::Ordering::Release);
@@ -319,7 +378,11 @@ where
             ));
         };
         let event_idx = self.event_idx.load(std::sync::atomic::Ordering::Acquire);
-        queue::process(&self.server, &mem, vring, event_idx)
+        let tuning = queue::Tuning {
+            pool: self.pool.as_ref(),
+            poller: self.pollers.get(device_event as usize),
+        };
+        queue::process_with(&self.server, &mem, vring, event_idx, tuning)
     }
 }
 
@@ -341,6 +404,9 @@ where
     // The daemon's queue threads only leave their loops through the exit events; dropping the
     // daemon alone would leave them blocked in epoll.
     backend.signal_exit();
+    // Requests still in the pool finish (into the old rings, which their jobs hold) before the
+    // next frontend can connect.
+    backend.drain_pool();
     backend.disconnect();
     match result {
         Ok(()) => Ok(()),

@@ -1,28 +1,62 @@
-//! The per-queue loop: pop descriptor chains, hand each to the FUSE server, return it to the
-//! used ring, and notify the guest once per batch (EVENT_IDX tells us when it wants one).
+//! The per-queue loop: pop descriptor chains, hand each to the FUSE server (on this thread, or
+//! on the share's request pool for the ones that may block), return it to the used ring, and
+//! notify the guest once per batch (EVENT_IDX tells us when it wants one).
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
 
 use fuse_backend_rs::api::filesystem::FileSystem;
 use vhost_user_backend::{VringRwLock, VringT};
 use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
+use super::order::{Keys, Mode};
+use super::poll::Poller;
+use super::pool::Pool;
+use super::route::{self, Route};
 use crate::fuse::server::Server;
-use crate::transport::split_chain;
+use crate::transport::{split_chain, Reader, Writer};
 
-/// Drains `vring`. With EVENT_IDX, re-enables notifications and drains again if the guest
-/// added chains meanwhile, so none is left waiting for a kick that already happened.
+/// What a queue thread may use besides the server: the share's request pool and this queue's
+/// poller, each optional.
+#[derive(Clone, Copy, Default)]
+pub struct Tuning<'a> {
+    pub pool: Option<&'a Pool>,
+    pub poller: Option<&'a Poller>,
+}
+
+/// Drains `vring` on this thread alone (no pool, no polling).
+#[cfg(test)]
 pub fn process<F>(
-    server: &Server<F>,
+    server: &Arc<Server<F>>,
     mem: &GuestMemoryAtomic<GuestMemoryMmap>,
     vring: &VringRwLock,
     event_idx: bool,
 ) -> io::Result<()>
 where
-    F: FileSystem<Inode = u64, Handle = u64> + Sync,
+    F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
 {
+    process_with(server, mem, vring, event_idx, Tuning::default())
+}
+
+/// Drains `vring`. With EVENT_IDX, re-enables notifications and drains again if the guest
+/// added chains meanwhile, so none is left waiting for a kick that already happened; and
+/// first polls the ring for the poller's window, with notifications still off.
+pub fn process_with<F>(
+    server: &Arc<Server<F>>,
+    mem: &GuestMemoryAtomic<GuestMemoryMmap>,
+    vring: &VringRwLock,
+    event_idx: bool,
+    tuning: Tuning<'_>,
+) -> io::Result<()>
+where
+    F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
+{
+    if let Some(p) = tuning.poller {
+        p.woken();
+    }
     // One ring's worth of chains per call. A guest that lays its used ring over its avail ring
     // turns every completion into a new available entry; without a bound this loop would never
     // return to the thread's event loop, which would then never see the exit event either.
@@ -33,9 +67,14 @@ where
                 return unusable(e);
             }
         }
-        if !drain(server, mem, vring, event_idx, &mut budget)? || !event_idx {
+        if !drain(server, mem, vring, event_idx, &mut budget, tuning.pool)? || !event_idx {
             // An unusable ring would make enable_notification report "more work" forever.
             break;
+        }
+        if let Some(p) = tuning.poller {
+            if poll_avail(mem, vring, p.window()) {
+                continue;
+            }
         }
         match vring.enable_notification() {
             Ok(true) => {}
@@ -46,7 +85,39 @@ where
     if budget == 0 {
         rekick(vring);
     }
+    if let Some(p) = tuning.poller {
+        p.sleeping();
+    }
     Ok(())
+}
+
+/// Watches the avail ring for up to `window`; true as soon as the guest made a chain
+/// available.
+fn poll_avail(
+    mem: &GuestMemoryAtomic<GuestMemoryMmap>,
+    vring: &VringRwLock,
+    window: std::time::Duration,
+) -> bool {
+    if window.is_zero() {
+        return false;
+    }
+    let guard = mem.memory();
+    let start = Instant::now();
+    loop {
+        {
+            let state = vring.get_ref();
+            let q = state.get_queue();
+            match q.avail_idx(&*guard, std::sync::atomic::Ordering::Acquire) {
+                Ok(idx) if idx.0 != q.next_avail() => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        if start.elapsed() >= window {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
 }
 
 /// Wakes this queue's thread again, as a guest kick would, after a drain stopped at its budget:
@@ -75,14 +146,15 @@ fn unusable(e: virtio_queue::Error) -> io::Result<()> {
 /// Serves available chains, at most `budget` of them (counted down). `Ok(false)` when the
 /// ring is unusable (see [`unusable`]) or the budget is spent.
 fn drain<F>(
-    server: &Server<F>,
+    server: &Arc<Server<F>>,
     mem: &GuestMemoryAtomic<GuestMemoryMmap>,
     vring: &VringRwLock,
     event_idx: bool,
     budget: &mut usize,
+    pool: Option<&Pool>,
 ) -> io::Result<bool>
 where
-    F: FileSystem<Inode = u64, Handle = u64> + Sync,
+    F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
 {
     let guard = mem.memory();
     // Chains borrow the memory for the whole drain, rather than each holding a clone of the
@@ -141,20 +213,166 @@ where
         *budget -= 1;
         let head = chain.head_index();
         let used = match split_chain(guest, chain) {
-            Ok((reader, writer)) => server.handle(reader, writer),
+            Ok((reader, writer)) => match pool {
+                None => Some(server.handle(reader, writer)),
+                Some(pool) => {
+                    let job = Job {
+                        server,
+                        mem: &guard,
+                        vring,
+                        event_idx,
+                        head,
+                    };
+                    job.serve_or_hand_over(pool, reader, writer)
+                }
+            },
             Err(e) => {
                 // A chain we cannot even walk gets no reply; it is returned so the ring does
                 // not leak the slot.
                 crate::guest_warn!("dropping malformed descriptor chain {head}: {e}");
-                0
+                Some(0)
             }
         };
-        finished = Some((head, u32::try_from(used).unwrap_or(0)));
+        // A chain handed to the pool is returned by the pool thread that serves it.
+        if let Some(used) = used {
+            finished = Some((head, u32::try_from(used).unwrap_or(0)));
+        }
     }
     if !event_idx && served > 0 {
         vring.signal_used_queue()?;
     }
     Ok(usable && *budget > 0)
+}
+
+/// One chain about to be served, and what is needed to serve it elsewhere.
+struct Job<'a, F> {
+    server: &'a Arc<Server<F>>,
+    /// The very memory the chain was split against (not a fresh load of the atomic, which a
+    /// memory update may have replaced since).
+    mem: &'a vm_memory::GuestMemoryLoadGuard<GuestMemoryMmap>,
+    vring: &'a VringRwLock,
+    event_idx: bool,
+    head: u16,
+}
+
+impl<F> Job<'_, F>
+where
+    F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
+{
+    /// Serves the request here and returns the used length, or hands it to the pool (`None`)
+    /// when it may block or must wait behind a request already there.
+    fn serve_or_hand_over(self, pool: &Pool, r: Reader<'_>, w: Writer<'_>) -> Option<usize> {
+        let mut head = [0u8; route::PEEK];
+        let n = r.peek(&mut head);
+        match route::route(&head[..n]) {
+            Route::Free => {}
+            Route::Barrier => pool.wait_idle(),
+            Route::Forget if pool.outstanding() > 0 => {
+                let mut all = vec![0u8; r.available_bytes()];
+                let n = r.peek(&mut all);
+                if pool.any_busy(|busy| route::forgets_busy(&all[..n], busy)) {
+                    pool.wait_idle();
+                }
+            }
+            Route::Forget => {}
+            Route::Inline(keys, mode) => {
+                if pool.busy(&keys) {
+                    self.hand_over(pool, keys, mode, r, w);
+                    return None;
+                }
+            }
+            Route::Pool(keys, mode) => {
+                self.hand_over(pool, keys, mode, r, w);
+                return None;
+            }
+        }
+        Some(self.server.handle(r, w))
+    }
+
+    fn hand_over(self, pool: &Pool, keys: Keys, mode: Mode, r: Reader<'_>, w: Writer<'_>) {
+        // The mapping the reader and writer point into, kept alive until the request is done.
+        let mem = self.mem.clone().into_inner();
+        // SAFETY: the reader's and writer's slices point into guest memory regions owned by
+        // `mem`: it is the GuestMemoryMmap `drain` split the chain against (its own guard,
+        // cloned), and a memory update replaces the Arc rather than changing the regions an
+        // existing one holds. `Detached` keeps `mem` and drops the slices first, so they
+        // never outlive the mapping: the 'static only stands for "as long as `mem`".
+        let detached = unsafe {
+            Detached {
+                reader: std::mem::transmute::<Reader<'_>, Reader<'static>>(r),
+                writer: std::mem::transmute::<Writer<'_>, Writer<'static>>(w),
+                _mem: mem,
+            }
+        };
+        let server = self.server.clone();
+        let vring = self.vring.clone();
+        let (head, event_idx) = (self.head, self.event_idx);
+        pool.submit(
+            keys,
+            mode,
+            Box::new(move || {
+                let used = detached.serve(&server);
+                complete(&vring, head, used, event_idx);
+            }),
+        );
+    }
+}
+
+/// A request's reader and writer with the guest memory they point into.
+struct Detached {
+    // Declared (so dropped) before the memory.
+    reader: Reader<'static>,
+    writer: Writer<'static>,
+    _mem: Arc<GuestMemoryMmap>,
+}
+
+impl Detached {
+    /// Serves the request; the memory is let go only after the reader and writer.
+    fn serve<F>(self, server: &Server<F>) -> usize
+    where
+        F: FileSystem<Inode = u64, Handle = u64> + Sync,
+    {
+        let Detached {
+            reader,
+            writer,
+            _mem,
+        } = self;
+        let used = server.handle(reader, writer);
+        drop(_mem);
+        used
+    }
+}
+
+// SAFETY: the reader and writer are plain pointers into guest memory, which is shared memory
+// every thread of the worker may access (the queue threads do, concurrently with the guest);
+// all accesses are volatile copies. Nothing in them is tied to the thread that made them, and
+// the Arc keeps the mapping alive wherever the value goes.
+unsafe impl Send for Detached {}
+
+/// Returns a chain served on the pool to the used ring and notifies the guest if it wants it.
+/// Runs on a pool thread; the ring's lock orders it with the queue thread's own returns.
+fn complete(vring: &VringRwLock, head: u16, used: usize, event_idx: bool) {
+    let mut state = vring.get_mut();
+    if let Err(e) = state.add_used(head, u32::try_from(used).unwrap_or(0)) {
+        crate::guest_warn!("cannot return descriptor chain {head}: {e}");
+        return;
+    }
+    let notify = if event_idx {
+        match state.needs_notification() {
+            Ok(n) => n,
+            Err(e) => {
+                crate::guest_warn!("queue not usable until the guest fixes its ring: {e}");
+                false
+            }
+        }
+    } else {
+        true
+    };
+    if notify {
+        if let Err(e) = state.signal_used_queue() {
+            log::warn!("notifying the guest of a pool completion: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -355,6 +355,25 @@ fn check_share(
         MigrationOnError::Abort,
         MigrationOnError::NAMES,
     );
+    let thread_pool_size = bounded(
+        d,
+        &name,
+        "thread_pool_size",
+        &raw.thread_pool_size,
+        defaults::THREAD_POOL_SIZE as i64,
+        defaults::THREAD_POOL_MAX as i64,
+    )
+    .map(|n| n as usize);
+    let poll_max_us = bounded(
+        d,
+        &name,
+        "poll_max_us",
+        &raw.poll_max_us,
+        i64::from(defaults::POLL_MAX_US),
+        i64::from(defaults::POLL_MAX_US_LIMIT),
+    )
+    .map(|n| n as u32);
+
     let seccomp = choice(
         d,
         &name,
@@ -491,6 +510,8 @@ fn check_share(
         special_files: special_files?,
         ownership: ownership?,
         num_request_queues: num_request_queues?,
+        thread_pool_size: thread_pool_size?,
+        poll_max_us: poll_max_us?,
         seccomp: seccomp?,
         dax_window: dax_window?,
         blksize: blksize?,
@@ -502,6 +523,29 @@ fn check_share(
         config_tag: flag(&raw.config_tag, false),
         landlock: landlock?,
     })
+}
+
+/// An integer key from 0 to `max`, `default` when absent.
+fn bounded(
+    d: &mut Diags<'_>,
+    share: &str,
+    key: &str,
+    value: &Option<Spanned<i64>>,
+    default: i64,
+    max: i64,
+) -> Option<i64> {
+    match value {
+        None => Some(default),
+        Some(n) if (0..=max).contains(n.get_ref()) => Some(*n.get_ref()),
+        Some(n) => {
+            d.at(
+                n.span(),
+                share,
+                format!("{key} {}: must be between 0 and {max}", n.get_ref()),
+            );
+            None
+        }
+    }
 }
 
 fn flag(value: &Option<Spanned<bool>>, default: bool) -> bool {

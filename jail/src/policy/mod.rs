@@ -36,6 +36,8 @@
 //! | `[[share]]` | `announce_submounts` | bool | `false` | mark directories that are other host mounts (FUSE_ATTR_SUBMOUNT): the guest gives each its own st_dev |
 //! | `[[share]]` | `config_tag` | bool | `false` | offer CONFIG and answer GET_CONFIG with `tag` (virtiofsd's `--tag`), for QEMU's generic `vhost-user-test-device-pci`; never with QEMU 7.1 to 8.0, which crash on it |
 //! | `[[share]]` | `landlock` | string | `"best-effort"` | `require` (the worker refuses to start without Landlock ABI 2+), `best-effort`, `off`; see `steps::landlock` |
+//! | `[[share]]` | `thread_pool_size` | integer | 4 | 0 to 64 threads serving the requests that may block (FSYNC, large READ/WRITE, ...) beside the queue threads; 0: none (virtiofsd's `--thread-pool-size`) |
+//! | `[[share]]` | `poll_max_us` | integer | 0 | 0 to 10000: ceiling of the adaptive poll of each request queue after serving, in µs; 0: off |
 
 mod check;
 mod env;
@@ -108,6 +110,12 @@ pub struct ShareConfig {
     pub ownership: Ownership,
     /// Request queues, each served by its own thread (1..=64).
     pub num_request_queues: usize,
+    /// Threads of the share's request pool (0..=64; 0: every request on its queue's thread).
+    #[serde(default = "defaults::thread_pool_size")]
+    pub thread_pool_size: usize,
+    /// Ceiling of the adaptive poll of the request queues, in microseconds (0: off).
+    #[serde(default = "defaults::poll_max_us")]
+    pub poll_max_us: u32,
     /// What the worker's seccomp filter does to a call outside its allowlist.
     #[serde(default)]
     pub seccomp: seccomp::Mode,
@@ -174,6 +182,12 @@ pub enum SandboxMode {
 }
 
 impl ShareConfig {
+    /// Threads serving requests: one per request queue and the request pool's, all counted
+    /// against the worker's NPROC.
+    pub fn serving_threads(&self) -> usize {
+        self.num_request_queues + self.thread_pool_size
+    }
+
     /// What the share's device is asked to do (the rest of the config is the jail's).
     pub fn device_settings(&self) -> settings::DeviceSettings {
         settings::DeviceSettings {
@@ -181,6 +195,8 @@ impl ShareConfig {
             cache: self.cache,
             xattr: self.xattr,
             num_request_queues: self.num_request_queues,
+            thread_pool_size: self.thread_pool_size,
+            poll_max_us: self.poll_max_us,
             dax_window: self.dax_window,
             blksize: self.blksize,
             max_write: self.max_write,
@@ -268,6 +284,16 @@ pub mod defaults {
     /// Smallest accepted RLIMIT_NOFILE: the worker itself needs a handful of fds.
     pub const RLIMIT_NOFILE_MIN: u64 = 64;
     pub const NUM_REQUEST_QUEUES: usize = 1;
+    pub const THREAD_POOL_SIZE: usize = settings::limits::DEFAULT_POOL_THREADS;
+    pub(crate) fn thread_pool_size() -> usize {
+        THREAD_POOL_SIZE
+    }
+    pub const THREAD_POOL_MAX: usize = settings::MAX_POOL_THREADS;
+    pub const POLL_MAX_US: u32 = settings::limits::DEFAULT_POLL_MAX_US;
+    pub(crate) fn poll_max_us() -> u32 {
+        POLL_MAX_US
+    }
+    pub const POLL_MAX_US_LIMIT: u32 = settings::MAX_POLL_US;
     /// st_blksize cap: the usual guest page size (a 4K-page Linux guest).
     pub const BLKSIZE: u32 = 4096;
     pub(crate) fn blksize() -> u32 {
@@ -369,6 +395,8 @@ impl ShareConfig {
             special_files: SpecialFiles::default(),
             ownership: defaults::ownership(),
             num_request_queues: defaults::NUM_REQUEST_QUEUES,
+            thread_pool_size: defaults::THREAD_POOL_SIZE,
+            poll_max_us: defaults::POLL_MAX_US,
             seccomp: seccomp::Mode::Kill,
             dax_window: 0,
             blksize: defaults::BLKSIZE,

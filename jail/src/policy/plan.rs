@@ -62,7 +62,10 @@ fn describe_step(step: Step, share: &ShareConfig, euid: u32, egid: u32) -> Strin
         },
         Step::Pid1 => "the worker is PID 1 of its pid namespace: reaps children, exits on SIGTERM".to_owned(),
         Step::Rlimits => {
-            let limits = rlimits::Limits::for_share(share.rlimit_nofile, share.num_request_queues);
+            let limits = rlimits::Limits::for_share(
+                share.rlimit_nofile,
+                share.serving_threads(),
+            );
             format!("NOFILE {}, CORE 0, NPROC {}", limits.nofile, limits.nproc)
         }
         Step::CloseFds => "every fd closed but the listener, the control socket and the filesystem's own".to_owned(),

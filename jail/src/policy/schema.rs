@@ -52,6 +52,8 @@ pub(crate) struct RawShare {
     pub special_files: Option<Spanned<String>>,
     pub ownership: Option<Spanned<String>>,
     pub num_request_queues: Option<Spanned<i64>>,
+    pub thread_pool_size: Option<Spanned<i64>>,
+    pub poll_max_us: Option<Spanned<i64>>,
     pub seccomp: Option<Spanned<String>>,
     pub dax_window: Option<Spanned<RawSize>>,
     pub blksize: Option<Spanned<i64>>,

@@ -38,10 +38,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn for_share(rlimit_nofile: u64, num_request_queues: usize) -> Limits {
+    pub fn for_share(rlimit_nofile: u64, serving_threads: usize) -> Limits {
         Limits {
             nofile: rlimit_nofile,
-            nproc: NPROC_BASE + num_request_queues as u64,
+            nproc: NPROC_BASE + serving_threads as u64,
         }
     }
 }

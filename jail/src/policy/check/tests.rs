@@ -120,8 +120,11 @@ restart = \"never\"
 sandbox = \"namespace\"
 allow_devices = true
 num_request_queues = 4
+thread_pool_size = 8
+poll_max_us = 50
 ");
     let s = &p.shares[0];
+    assert_eq!((s.thread_pool_size, s.poll_max_us), (8, 50));
     assert_eq!(s.socket, f.root().join("s.sock"));
     assert!(s.readonly && s.xattr && s.allow_devices());
     assert_eq!(s.special_files, SpecialFiles::Host);
@@ -154,7 +157,7 @@ fn unknown_key_in_share() {
     let f = Fixture::new();
     assert_eq!(
         f.err("[[share]]\ntag = \"a\"\npath = \"a\"\ncahce = \"never\"\n"),
-        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`, `config_tag`, `landlock`"
+        "policy.toml:8: share \"a\": unknown field `cahce`, expected one of `tag`, `path`, `create`, `socket`, `readonly`, `cache`, `xattr`, `uid_map`, `gid_map`, `rlimit_nofile`, `restart`, `sandbox`, `allow_devices`, `special_files`, `ownership`, `num_request_queues`, `thread_pool_size`, `poll_max_us`, `seccomp`, `dax_window`, `blksize`, `announce_submounts`, `migration_on_error`, `config_tag`, `landlock`"
     );
 }
 
@@ -472,6 +475,18 @@ fn numeric_limits() {
         (
             "num_request_queues = 65",
             "num_request_queues 65: must be between 1 and 64",
+        ),
+        (
+            "thread_pool_size = 65",
+            "thread_pool_size 65: must be between 0 and 64",
+        ),
+        (
+            "thread_pool_size = -1",
+            "thread_pool_size -1: must be between 0 and 64",
+        ),
+        (
+            "poll_max_us = 10001",
+            "poll_max_us 10001: must be between 0 and 10000",
         ),
     ] {
         assert_eq!(
