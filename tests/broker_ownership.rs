@@ -43,8 +43,7 @@ fn an_unprivileged_broker_emulates_devices_and_owners() {
     // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        euid,
-        0,
+        euid, 0,
         "this test becomes uid {NOBODY} with setpriv and needs root to start"
     );
     let dir = Dir::new();

@@ -10,6 +10,7 @@ mod cli;
 mod cost;
 mod discover;
 mod error;
+mod figure;
 mod fixture;
 mod json;
 mod progress;

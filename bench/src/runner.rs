@@ -4,8 +4,8 @@
 
 use crate::cost::{Cost, Probe, Reading};
 use crate::error::{BenchError, Result};
+use crate::figure::FigureSpec;
 use crate::progress::Progress;
-use crate::report::FigureSpec;
 
 /// One prepared subject of a figure: a connected backend or a host baseline.
 pub trait Measure {
@@ -261,7 +261,7 @@ fn outcome_of(e: BenchError, round: Option<usize>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Better, Unit};
+    use crate::figure::{Better, Unit};
 
     struct Count(f64);
     impl Measure for Count {

@@ -19,8 +19,8 @@ use guest_driver::{VhostUserFrontendReqHandler, VhostUserMMap, VhostUserProtocol
 use super::{lookup_path, queue_diagnostics, rate, Ctx, Plan};
 use crate::backend::{BackendSpec, Connection};
 use crate::error::{BenchError, DriverContext, Result};
+use crate::figure::{Better, FigureSpec, Goal, Unit};
 use crate::fixture::{check_word, BIG_FILE};
-use crate::report::{Better, FigureSpec, Goal, Unit};
 use crate::runner::{Kind, Measure, Subject};
 use crate::sys::Mapping;
 

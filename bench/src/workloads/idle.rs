@@ -8,7 +8,7 @@ use super::{Ctx, Plan};
 use crate::backend::{BackendSpec, Connection};
 use crate::cost::tree_cpu_s;
 use crate::error::Result;
-use crate::report::{Better, FigureSpec, Goal, Unit};
+use crate::figure::{Better, FigureSpec, Goal, Unit};
 use crate::runner::{Kind, Measure, Subject};
 
 /// How long a connected worker sits idle in each sample.

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::backend::Connection;
 use crate::error::{BenchError, DriverContext, Result};
+use crate::figure::{Better, FigureSpec, Goal, Unit};
 use crate::fixture::{check_word, fill_pattern, Fixture, BIG_FILE, WRITE_FILE};
-use crate::report::{Better, FigureSpec, Goal, Unit};
 use crate::runner::{Kind, Measure, Subject};
 
 const SMALL: usize = 4096;

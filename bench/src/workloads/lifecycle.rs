@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{Ctx, Plan};
 use crate::backend::{attach, BackendSpec, ConnectOptions, Fill, Process};
 use crate::error::{BenchError, Result};
-use crate::report::{Better, FigureSpec, Goal, Unit};
+use crate::figure::{Better, FigureSpec, Goal, Unit};
 use crate::runner::{Kind, Measure, Subject};
 
 /// The sandbox option and the value both fsjail and virtiofsd use for their namespace jail.

@@ -17,8 +17,8 @@ use vm_memory::ByteValued;
 use super::{forget_all, lookup_path, parse, pipeline, queue_diagnostics, rate, Ctx, Plan};
 use crate::backend::{BackendSpec, Connection};
 use crate::error::{BenchError, DriverContext, Result};
+use crate::figure::{Better, FigureSpec, Goal, Unit};
 use crate::fixture::{Fixture, CREATE_DIR, META_DIR};
-use crate::report::{Better, FigureSpec, Goal, Unit};
 use crate::runner::{Kind, Measure, Subject};
 use crate::sys;
 

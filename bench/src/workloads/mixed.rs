@@ -19,7 +19,7 @@ use vm_memory::ByteValued;
 use super::{forget_all, lookup_path, probe_of, Ctx, Plan};
 use crate::backend::{BackendSpec, Connection};
 use crate::error::{BenchError, DriverContext, Result};
-use crate::report::{Better, FigureSpec, Goal, Unit};
+use crate::figure::{Better, FigureSpec, Goal, Unit};
 use crate::runner::{Kind, Measure, Subject};
 
 /// Files FSYNCed at once in each sample.

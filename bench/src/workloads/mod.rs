@@ -21,8 +21,8 @@ use guest_driver::{BackendRequestHandler, Completion, Pending, Session};
 
 use crate::backend::{BackendSpec, ConnectOptions, Connection, SpawnDirs};
 use crate::error::{BenchError, DriverContext, Result};
+use crate::figure::FigureSpec;
 use crate::fixture::Fixture;
-use crate::report::FigureSpec;
 use crate::runner::{Kind, Subject};
 
 /// Everything a workload needs to know about the run.
