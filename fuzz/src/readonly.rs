@@ -121,13 +121,13 @@ fn snapshot(root: &Path) -> Snapshot {
 /// share did not change. The config byte is ignored: the share is always read-only.
 pub fn run(h: &FuseHarness, data: &[u8]) {
     let (_config, records) = record::decode(data);
-    let server = h.server(true);
+    let device = h.device(true);
     populate(h.share());
     let before = snapshot(h.share());
     for r in &records {
-        h.request(&server, r);
+        h.request(device.server(), r);
     }
-    drop(server);
+    drop(device);
     let after = snapshot(h.share());
     if after != before {
         let mut diffs = Vec::new();
