@@ -236,6 +236,16 @@ fn init_in() -> InitIn {
     }
 }
 
+/// Opens the gate when dropped, so that a failed assertion unwinds instead of leaving the pool's
+/// drop waiting forever on a request blocked at a gate nobody opens.
+struct OpenOnDrop(Arc<Gated>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open_gate();
+    }
+}
+
 fn setup() -> (Arc<Gated>, Arc<Server<Shared>>, Pool, Ring) {
     let gated = Arc::new(Gated::default());
     let server = Arc::new(
@@ -248,6 +258,8 @@ fn setup() -> (Arc<Gated>, Arc<Server<Shared>>, Pool, Ring) {
 #[test]
 fn a_blocked_fsync_does_not_hold_up_a_getattr_of_another_node() {
     let (gated, server, pool, mut ring) = setup();
+    // Declared after the pool, so dropped (the gate opened) before it.
+    let _open_on_failure = OpenOnDrop(gated.clone());
     let tuning = Tuning {
         pool: Some(&pool),
         poller: None,
@@ -272,6 +284,8 @@ fn a_blocked_fsync_does_not_hold_up_a_getattr_of_another_node() {
 #[test]
 fn a_request_on_a_node_busy_in_the_pool_waits_behind_it() {
     let (gated, server, pool, mut ring) = setup();
+    // Declared after the pool, so dropped (the gate opened) before it.
+    let _open_on_failure = OpenOnDrop(gated.clone());
     let tuning = Tuning {
         pool: Some(&pool),
         poller: None,
