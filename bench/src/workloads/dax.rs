@@ -247,6 +247,10 @@ struct MapCycles {
 }
 
 impl Measure for MapCycles {
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.d.conn)
+    }
+
     fn diagnostics(&self) -> Vec<(&'static str, f64)> {
         queue_diagnostics(&self.d.conn.session)
     }
@@ -274,6 +278,10 @@ struct WindowRead {
 }
 
 impl Measure for WindowRead {
+    fn probe(&self) -> Option<crate::cost::Probe> {
+        super::probe_of(&self.d.conn)
+    }
+
     fn diagnostics(&self) -> Vec<(&'static str, f64)> {
         queue_diagnostics(&self.d.conn.session)
     }
