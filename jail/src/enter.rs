@@ -112,16 +112,14 @@ where
     // passthrough filesystem does not say). After the chroot no /proc is reachable by path,
     // so the second listing goes through a descriptor opened now; step 6 closes it.
     let before = fds::open_fds().map_err(JailError::from)?;
-    let proc_fds = File::open("/proc/self/fd").map_err(|e| {
-        JailError::from(fds::FdsError::List(nix::errno::Errno::from_raw(
-            e.raw_os_error().unwrap_or(libc::EIO),
-        )))
-    })?;
+    let proc_fds = File::open("/proc/self/fd")
+        .map_err(|e| JailError::from(fds::FdsError::List(errno_of(&e))))?;
     // Landlock's rule is anchored on the share's directory; held until step 9 applies it.
     let share_dir = File::open(dir).map_err(|e| {
-        JailError::from(fds::FdsError::List(nix::errno::Errno::from_raw(
-            e.raw_os_error().unwrap_or(libc::EIO),
-        )))
+        JailError::from(mounts::MountError::OpenShare {
+            path: dir.to_owned(),
+            source: errno_of(&e),
+        })
     })?;
     let prepared = open_share(SharePaths {
         now: dir,
@@ -158,6 +156,11 @@ where
     log_landlock(&share.tag, outcome);
     drop(share_dir);
     Ok(opened)
+}
+
+/// The errno of a failed open, for the steps' errno-based errors.
+fn errno_of(e: &std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 fn log_landlock(tag: &str, outcome: landlock::Outcome) {
