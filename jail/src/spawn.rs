@@ -241,6 +241,14 @@ pub fn spawn_worker(
         setgroups_denied: plan.user.as_ref().is_some_and(|u| u.deny_setgroups),
     };
     let prepare = |what| move |source| SpawnError::Prepare { what, source };
+    // Opened first, so that in a process whose lowest free descriptor is 3 the binary sits on
+    // the number the child gives the control socket: the child must move it out of the way
+    // (tests/spawn_fd_numbers.rs holds it to that).
+    let exe_fd =
+        open_owned(exe, OFlag::O_PATH | OFlag::O_CLOEXEC).map_err(|source| SpawnError::Exe {
+            path: exe.to_owned(),
+            source,
+        })?;
     let (control, worker_control) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -252,11 +260,6 @@ pub fn spawn_worker(
     let (sync_r, sync_w) = pipe2(OFlag::O_CLOEXEC).map_err(prepare("sync pipe"))?;
     let devnull = open_owned("/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC)
         .map_err(prepare("/dev/null"))?;
-    let exe_fd =
-        open_owned(exe, OFlag::O_PATH | OFlag::O_CLOEXEC).map_err(|source| SpawnError::Exe {
-            path: exe.to_owned(),
-            source,
-        })?;
     let child = ChildPlan::new(
         &sync_r,
         &sync_w,

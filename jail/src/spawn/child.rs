@@ -165,11 +165,19 @@ impl ChildPlan {
         }
 
         // 6. Descriptors. Copies above 3 first, so that no dup2 below clobbers a source that
-        // happens to sit on 0..=3; then everything from 4 up is close-on-exec.
+        // happens to sit on 0..=3; then everything from 4 up is close-on-exec. The binary's
+        // descriptor is copied too: a broker whose fd 3 was free when it opened the binary
+        // (a multi-threaded test process, say) had it replaced by the control socket, and
+        // the exec then failed with EACCES.
         // SAFETY: F_DUPFD_CLOEXEC takes an integer and touches no memory; a bad fd is an error.
         let copy = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 4) };
-        let (null, err, ctl) = (copy(self.devnull), copy(self.stderr_w), copy(self.control));
-        if null < 0 || err < 0 || ctl < 0 {
+        let (null, err, ctl, exe) = (
+            copy(self.devnull),
+            copy(self.stderr_w),
+            copy(self.control),
+            copy(self.exe),
+        );
+        if null < 0 || err < 0 || ctl < 0 || exe < 0 {
             fail(err_fd, b"fcntl(F_DUPFD_CLOEXEC)", errno());
         }
         err_fd = err;
@@ -201,7 +209,7 @@ impl ChildPlan {
         unsafe {
             libc::syscall(
                 libc::SYS_execveat,
-                self.exe,
+                exe,
                 c"".as_ptr(),
                 self.argv.as_ptr(),
                 self.envp.as_ptr(),
