@@ -42,10 +42,8 @@ fn a_worker_spawned_with_descriptor_3_free_still_starts() {
     let listener = free_descriptor_3(listener);
     // SAFETY: F_GETFD takes an integer and touches no memory; on a closed descriptor it
     // fails with EBADF.
-    assert!(
-        unsafe { libc::fcntl(3, libc::F_GETFD) } < 0,
-        "fd 3 is still open"
-    );
+    let fd3_flags = unsafe { libc::fcntl(3, libc::F_GETFD) };
+    assert!(fd3_flags < 0, "fd 3 is still open");
 
     let exe = Path::new(env!("CARGO_BIN_EXE_fsjail"));
     let worker = spawn_worker(&cfg, &listener, exe).unwrap();
