@@ -23,6 +23,7 @@
 mod paths;
 pub mod record;
 mod records;
+mod seen;
 mod wrapper;
 
 pub use settings::{Ownership, ParseOwnershipError, ParseSpecialFilesError, SpecialFiles};

@@ -52,6 +52,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         st: &stat64,
         value: &[u8],
     ) -> io::Result<()> {
+        self.seen.forget(st);
         match &self.paths {
             Some(paths) => xattr_path::set(&paths.path(inode, st)?, record::NAME, value, 0),
             None => self.inner.setxattr(ctx, inode, record::NAME, value, 0),
@@ -59,6 +60,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
     }
 
     pub(super) fn remove_raw(&self, ctx: &Context, inode: u64, st: &stat64) -> io::Result<()> {
+        self.seen.forget(st);
         match &self.paths {
             Some(paths) => xattr_path::remove(&paths.path(inode, st)?, record::NAME),
             None => self.inner.removexattr(ctx, inode, record::NAME),
@@ -88,11 +90,25 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         }
     }
 
-    /// The record a host file carries, if any and if it is to be honoured.
+    /// The record a host file carries, if any and if it is to be honoured. Asks the host only
+    /// when the file changed since the last answer (see [`super::seen`]).
     pub(super) fn record_of(&self, ctx: &Context, inode: u64, st: &stat64) -> Option<Record> {
         if !self.may_carry(st) {
             return None;
         }
+        if let Some(found) = self.seen.get(st) {
+            return found;
+        }
+        let (found, lasting) = self.read_record(ctx, inode, st);
+        if lasting {
+            self.seen.put(st, found);
+        }
+        found
+    }
+
+    /// Reads and checks the record of a host file; the flag says whether the answer holds
+    /// until the file changes (not after an error that may pass, such as a missing name).
+    fn read_record(&self, ctx: &Context, inode: u64, st: &stat64) -> (Option<Record>, bool) {
         let value = match self.get_raw(ctx, inode, st) {
             Ok(v) => v,
             Err(e) => {
@@ -115,11 +131,15 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
                         record::NAME.to_string_lossy()
                     ),
                 }
-                return None;
+                let lasting = matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+                );
+                return (None, lasting);
             }
         };
         let host_fmt = st.st_mode & libc::S_IFMT;
-        match Record::parse(&value) {
+        let found = match Record::parse(&value) {
             Ok(r)
                 if r.kind.host_ifmt() == host_fmt
                     && (r.kind.is_placeholder() || self.ownership == Ownership::Emulate) =>
@@ -146,7 +166,8 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
                 );
                 None
             }
-        }
+        };
+        (found, true)
     }
 
     /// Replaces what the host says with what the guest is to see; returns the record used.

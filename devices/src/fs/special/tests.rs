@@ -386,6 +386,47 @@ fn a_record_not_written_by_the_worker_is_not_honoured() {
         .unwrap();
 }
 
+/// Each file's last answer is remembered while its ctime holds (`super::seen`): a record set
+/// or removed on the host behind the worker's back must still show at the very next reply.
+#[test]
+fn a_record_changed_on_the_host_shows_at_the_next_reply() {
+    let (dir, fs) = share();
+    let c = ctx();
+    let p = dir.path().join("later");
+    std::fs::write(&p, b"").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = fs.lookup(&c, ROOT_ID, &cstr("later")).unwrap();
+    assert_eq!(e.attr.st_mode, libc::S_IFREG | 0o600);
+    let (st, _) = fs.getattr(&c, e.inode, None).unwrap();
+    assert_eq!(
+        st.st_mode,
+        libc::S_IFREG | 0o600,
+        "twice, the second answer remembered"
+    );
+
+    set_host_record(&p, b"v=1 type=b perm=0640 uid=0 gid=0 rdev=8:1");
+    let (st, _) = fs.getattr(&c, e.inode, None).unwrap();
+    assert_device(&st, libc::S_IFBLK, 0o640, 8, 1);
+
+    let name = cstr(p.to_str().unwrap());
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let rc = unsafe { libc::lremovexattr(name.as_ptr(), record::NAME.as_ptr()) };
+    assert_eq!(rc, 0, "lremovexattr: {}", io::Error::last_os_error());
+    let (st, _) = fs.getattr(&c, e.inode, None).unwrap();
+    assert_eq!(st.st_mode, libc::S_IFREG | 0o600);
+
+    // The worker's own write of a record: a guest chmod of an emulated node.
+    let dev = mknod_chr(&fs, "tty", 0o600);
+    let (st, _) = fs.getattr(&c, dev.inode, None).unwrap();
+    assert_device(&st, libc::S_IFCHR, 0o600, 4, 1);
+    let mut attr = st;
+    attr.st_mode = 0o604;
+    fs.setattr(&c, dev.inode, attr, None, SetattrValid::MODE)
+        .unwrap();
+    let (st, _) = fs.getattr(&c, dev.inode, None).unwrap();
+    assert_device(&st, libc::S_IFCHR, 0o604, 4, 1);
+}
+
 #[test]
 fn special_files_host_and_refuse() {
     let c = ctx();

@@ -21,6 +21,7 @@ use fuse_backend_rs::transport::FsCacheReqHandler;
 
 use super::paths::Paths;
 use super::record::{self, Kind};
+use super::seen::SeenRecords;
 use super::{Ownership, SpecialFiles};
 use crate::fs::policy::InodePathFn;
 
@@ -44,6 +45,8 @@ pub struct Emulation<F> {
     pub(super) owner_gid: u32,
     /// Set in a jailed worker: records are reached by path (see [`Emulation::with_record_paths`]).
     pub(super) paths: Option<Paths>,
+    /// What the last read of each file's record found (see [`super::seen`]).
+    pub(super) seen: SeenRecords,
     /// Serialises read-modify-write of records, so two concurrent SETATTRs on one file do not
     /// lose one of their changes.
     pub(super) update: Mutex<()>,
@@ -68,6 +71,7 @@ impl<F> Emulation<F> {
             owner_uid,
             owner_gid,
             paths: None,
+            seen: SeenRecords::default(),
             update: Mutex::new(()),
         }
     }
