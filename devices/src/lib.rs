@@ -4,6 +4,7 @@
 pub mod dax;
 pub mod fs;
 pub mod fuse;
+pub mod id_hash;
 pub mod migration;
 pub mod ratelimit;
 pub mod share;

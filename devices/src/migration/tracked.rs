@@ -12,7 +12,6 @@
 //! comparing the device and inode of that path with the descriptor's. A file deleted while the
 //! guest knows it has no path; on the destination it follows [`MigrationOnError`].
 
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -23,6 +22,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use fuse_backend_rs::api::filesystem::{Context, Entry, FileSystem};
 
 use super::format::{HandleRecord, Kind, NodeRecord, ROOT};
+use crate::id_hash::{id_map, id_map_with_capacity, IdMap};
 
 /// Names an inner inode by its current path: relative to the worker's root (the share in a
 /// jail), or absolute (unjailed; the resolver then strips the share's root).
@@ -75,9 +75,9 @@ struct Open {
 }
 
 struct Tables {
-    nodes: HashMap<u64, Node>,
-    by_inner: HashMap<u64, u64>,
-    handles: HashMap<u64, Open>,
+    nodes: IdMap<u64, Node>,
+    by_inner: IdMap<u64, u64>,
+    handles: IdMap<u64, Open>,
     next_node: u64,
     next_handle: u64,
 }
@@ -129,9 +129,9 @@ impl<F> Tracked<F> {
         Tracked {
             inner,
             tables: RwLock::new(Tables {
-                nodes: HashMap::new(),
-                by_inner: HashMap::new(),
-                handles: HashMap::new(),
+                nodes: id_map(),
+                by_inner: id_map(),
+                handles: id_map(),
                 next_node: ROOT + 1,
                 next_handle: 1,
             }),
@@ -416,9 +416,9 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Tracked<F> {
             }
         }
         let ctx = Context::default();
-        let mut made: HashMap<u64, Node> = HashMap::with_capacity(nodes.len());
-        let mut opened: HashMap<u64, Open> = HashMap::with_capacity(handles.len());
-        let undo = |made: &HashMap<u64, Node>, opened: &HashMap<u64, Open>| {
+        let mut made: IdMap<u64, Node> = id_map_with_capacity(nodes.len());
+        let mut opened: IdMap<u64, Open> = id_map_with_capacity(handles.len());
+        let undo = |made: &IdMap<u64, Node>, opened: &IdMap<u64, Open>| {
             for o in opened.values() {
                 if let (Some(h), Some(n)) = (o.inner, made.get(&o.node).map(|n| n.inner)) {
                     if o.dir {

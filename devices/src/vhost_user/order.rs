@@ -13,7 +13,9 @@
 //! Requests are queued under one lock in arrival order, so a request only ever waits for
 //! earlier ones: with two keys per request there can be no cycle, hence no deadlock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::id_hash::{id_map, IdMap};
 
 /// Whether a request may overlap others on the same node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +63,8 @@ struct Entry {
 /// Outstanding requests per key, and those waiting for their turn with their payload `T`.
 pub struct Order<T> {
     next_id: u64,
-    keys: HashMap<u64, VecDeque<Entry>>,
-    waiting: HashMap<u64, (Ticket, T)>,
+    keys: IdMap<u64, VecDeque<Entry>>,
+    waiting: IdMap<u64, (Ticket, T)>,
     outstanding: usize,
 }
 
@@ -70,8 +72,8 @@ impl<T> Default for Order<T> {
     fn default() -> Self {
         Order {
             next_id: 0,
-            keys: HashMap::new(),
-            waiting: HashMap::new(),
+            keys: id_map(),
+            waiting: id_map(),
             outstanding: 0,
         }
     }

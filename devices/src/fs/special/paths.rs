@@ -9,7 +9,6 @@
 //! few (directory, name) pairs the guest reached it by, and use the first that still names the
 //! same inode (same st_dev and st_ino) when the descriptor's own path is gone.
 
-use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -20,6 +19,7 @@ use std::sync::Mutex;
 use fuse_backend_rs::abi::fuse_abi::stat64;
 
 use crate::fs::policy::InodePathFn;
+use crate::id_hash::{id_map, IdMap};
 
 /// Remembered names at most; past it the table starts over (a miss only costs the record of
 /// an inode whose first name was unlinked, until the guest looks it up again).
@@ -33,23 +33,28 @@ const DELETED: &[u8] = b" (deleted)";
 
 pub(super) struct Paths {
     resolve: InodePathFn,
-    names: Mutex<HashMap<u64, Vec<(u64, CString)>>>,
+    names: Mutex<IdMap<u64, Vec<(u64, CString)>>>,
 }
 
 impl Paths {
     pub(super) fn new(resolve: InodePathFn) -> Self {
         Paths {
             resolve,
-            names: Mutex::new(HashMap::new()),
+            names: Mutex::new(id_map()),
         }
     }
 
     /// Remembers that `inode` was reached as `name` in directory `parent`.
     pub(super) fn note(&self, inode: u64, parent: u64, name: &[u8]) {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        // The common case, the same name looked up again, changes nothing and allocates nothing.
+        let newest = names.get(&inode).and_then(|known| known.first());
+        if newest.is_some_and(|(p, n)| *p == parent && n.as_bytes() == name) {
+            return;
+        }
         let Ok(name) = CString::new(name) else {
             return;
         };
-        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
         if names.len() >= MAX_NAMES && !names.contains_key(&inode) {
             names.clear();
         }

@@ -68,12 +68,19 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
     }
 
     /// Remembers how the guest reached an inode that may carry a record (see [`super::paths`]).
+    /// With host ownership a file gets a record only when `mknod` makes it, so a file known to
+    /// carry none needs no name kept (which saves a map update per LOOKUP of plain files).
     pub(super) fn note(&self, entry: &Entry, parent: u64, name: &[u8]) {
-        if let Some(paths) = &self.paths {
-            if self.may_carry(&entry.attr) {
-                paths.note(entry.inode, parent, name);
-            }
+        let Some(paths) = &self.paths else {
+            return;
+        };
+        if !self.may_carry(&entry.attr) {
+            return;
         }
+        if self.ownership == Ownership::Host && self.seen.get(&entry.attr) == Some(None) {
+            return;
+        }
+        paths.note(entry.inode, parent, name);
     }
 
     /// Whether a host file may carry a record we honour: see the module docs of [`super`].

@@ -11,12 +11,12 @@
 //! worker's own writes forget the entry explicitly as well, for filesystems whose timestamps
 //! are coarser than two changes in a row.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use fuse_backend_rs::abi::fuse_abi::stat64;
 
 use super::record::Record;
+use crate::id_hash::IdMap;
 
 /// Files remembered at most; past it the table starts over (a miss costs one read).
 const MAX_FILES: usize = 1 << 16;
@@ -53,7 +53,7 @@ impl Ctime {
 
 #[derive(Default)]
 pub(super) struct SeenRecords {
-    files: Mutex<HashMap<FileId, (Ctime, Option<Record>)>>,
+    files: Mutex<IdMap<FileId, (Ctime, Option<Record>)>>,
 }
 
 impl SeenRecords {
