@@ -161,6 +161,7 @@ cd ..
 K=../fsjail-special-keep
 rm -rf $K && mkdir $K
 mknod -m 620 $K/cdev c 4 1 && mknod -m 660 $K/bdev b 8 1
+ln -s ../some/target $K/slink && chown -h 65533:65532 $K/slink
 same keep_nodes "character special file block special file" "$(stat -c %F $K/cdev) $(stat -c %F $K/bdev)"
 
 # --- the same answers from the backend, not from the guest's caches ------------------------
@@ -173,6 +174,8 @@ same reread_chown_dir "65533 65532 2775" "$(st '%u %g %a' d)"
 same reread_setgid_inherit "65532 65532 2755" "$(st %g d/f) $(st '%g %a' d/sub)"
 same reread_sticky_owner "65534 1777" "$(st %u sticky/given2) $(st %a sticky)"
 same reread_find_c "$K/cdev" "$(find $K -type c)"
+same reread_symlink "symbolic link 65533 65532 ../some/target" "$(st '%F %u %g' $K/slink) $(readlink $K/slink)"
+same reread_find_l "$K/slink" "$(find $K -type l)"
 
 # The keep directory holds only the two emulated devices the host-side check looks at.
 echo "checks done, $fails failed"

@@ -16,6 +16,7 @@ use thiserror::Error;
 use vhost::vhost_user::Listener;
 
 use crate::dax::{DaxChannel, SettingsError};
+use crate::fs::policy::InodePathFn;
 use crate::fs::{self, Emulation, ShareOptions, SharePolicy};
 use crate::fuse::server::{Server, ServerOptions};
 use crate::migration::transfer::ShareState;
@@ -104,11 +105,13 @@ impl ShareDevice {
             settings.ownership,
             settings.xattr,
         );
-        if share.jailed {
-            let resolver = passthrough.clone();
-            stack = stack
-                .with_record_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
-        }
+        let resolver = passthrough.clone();
+        let resolve: InodePathFn = Box::new(move |inode| resolver.readlinkat_proc_file(inode));
+        stack = if share.jailed {
+            stack.with_record_paths(resolve)
+        } else {
+            stack.with_content_paths(resolve)
+        };
         // Paths come from the passthrough's own descriptors, under the root as this process
         // names it.
         let names = passthrough;

@@ -24,6 +24,7 @@ mod paths;
 pub mod record;
 mod records;
 mod seen;
+mod symlinks;
 mod wrapper;
 
 pub use settings::{Ownership, ParseOwnershipError, ParseSpecialFilesError, SpecialFiles};

@@ -10,8 +10,9 @@
 //! - `v`: the format version, `1`. Any other version is not understood (the file is then shown
 //!   as the plain host file).
 //! - `type`: what the guest sees: `c` character device, `b` block device, `p` FIFO, `s` socket
-//!   (each on an empty regular host file), `f` regular file, `d` directory (on a host file of
-//!   that type: only the owner and mode are emulated).
+//!   (each on an empty regular host file), `l` symbolic link (on a regular host file holding
+//!   the link's target, made only with emulated ownership), `f` regular file, `d` directory (on
+//!   a host file of that type: only the owner and mode are emulated).
 //! - `perm`: the permission bits the guest sees (octal, at most `7777`: setuid, setgid, sticky,
 //!   rwx).
 //! - `uid`, `gid`: the owner the guest sees (decimal, as the worker's id space names them).
@@ -47,6 +48,9 @@ pub enum Kind {
     Fifo,
     /// A socket node, likewise.
     Socket,
+    /// A symbolic link, likewise (a host symlink cannot carry a `user.` attribute); the regular
+    /// host file holds the target.
+    Symlink,
     Regular,
     Directory,
 }
@@ -59,6 +63,7 @@ impl Kind {
             Kind::Block => libc::S_IFBLK,
             Kind::Fifo => libc::S_IFIFO,
             Kind::Socket => libc::S_IFSOCK,
+            Kind::Symlink => libc::S_IFLNK,
             Kind::Regular => libc::S_IFREG,
             Kind::Directory => libc::S_IFDIR,
         }
@@ -81,7 +86,7 @@ impl Kind {
         matches!(self, Kind::Char | Kind::Block)
     }
 
-    /// Whether the host file is an empty regular stand-in (a device, FIFO or socket), never
+    /// Whether the host file is a regular stand-in (a device, FIFO, socket or symlink), never
     /// opened for the guest.
     pub fn is_placeholder(self) -> bool {
         !matches!(self, Kind::Regular | Kind::Directory)
@@ -90,7 +95,12 @@ impl Kind {
     /// The `S_IFMT` bits the host file carrying a record of this kind must have.
     pub fn host_ifmt(self) -> u32 {
         match self {
-            Kind::Char | Kind::Block | Kind::Fifo | Kind::Socket | Kind::Regular => libc::S_IFREG,
+            Kind::Char
+            | Kind::Block
+            | Kind::Fifo
+            | Kind::Socket
+            | Kind::Symlink
+            | Kind::Regular => libc::S_IFREG,
             Kind::Directory => libc::S_IFDIR,
         }
     }
@@ -101,6 +111,7 @@ impl Kind {
             Kind::Block => 'b',
             Kind::Fifo => 'p',
             Kind::Socket => 's',
+            Kind::Symlink => 'l',
             Kind::Regular => 'f',
             Kind::Directory => 'd',
         }
@@ -112,6 +123,7 @@ impl Kind {
             "b" => Some(Kind::Block),
             "p" => Some(Kind::Fifo),
             "s" => Some(Kind::Socket),
+            "l" => Some(Kind::Symlink),
             "f" => Some(Kind::Regular),
             "d" => Some(Kind::Directory),
             _ => None,

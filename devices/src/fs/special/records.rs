@@ -225,6 +225,23 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         rdev: u32,
         umask: u32,
     ) -> io::Result<Entry> {
+        self.make_standin(ctx, parent, name, kind, mode & !umask, rdev, &[])
+    }
+
+    /// Makes a regular host file, mode 0600, owned by the worker, holding `content`, with a
+    /// record of `kind`, permission bits `mode` and device `rdev`; the owner recorded is the
+    /// guest's (see [`Self::create_as_guest`]). On any failure nothing is left behind.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn make_standin(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        kind: Kind,
+        mode: u32,
+        rdev: u32,
+        content: &[u8],
+    ) -> io::Result<Entry> {
         let (major, minor) = record::split_guest_rdev(rdev);
         let (entry, uid, gid) = self.create_as_guest(ctx, |c| {
             self.inner
@@ -233,7 +250,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
         let gid = self.inherited_group(ctx, parent).unwrap_or(gid);
         let r = Record {
             kind,
-            perm: mode & !umask & 0o7777,
+            perm: mode & 0o7777,
             uid,
             gid,
             major,
@@ -250,6 +267,9 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
                 self.inner
                     .setattr(&worker, entry.inode, st, None, SetattrValid::UID)?;
             }
+            if !content.is_empty() {
+                self.write_content(entry.inode, &entry.attr, content)?;
+            }
             self.write_record(ctx, entry.inode, &entry.attr, &r)
         })();
         if let Err(e) = made {
@@ -259,6 +279,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
             return Err(e);
         }
         let mut entry = entry;
+        entry.attr.st_size = content.len() as i64;
         apply(&mut entry.attr, &r);
         Ok(entry)
     }

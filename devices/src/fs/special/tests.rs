@@ -604,3 +604,126 @@ fn emulated_ownership_records_what_the_host_cannot_hold() {
         (65533, libc::S_IFIFO | 0o640)
     );
 }
+
+/// The stack a worker outside a jail builds (`ShareDevice::build`): symlink stand-ins are
+/// reached through the passthrough's `/proc/self/fd` links.
+fn share_with_content_paths(
+    ownership: Ownership,
+) -> (
+    TempDir,
+    Emulation<SharePolicy<std::sync::Arc<PassthroughFs>>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ShareOptions::new(dir.path());
+    opts.xattr = true;
+    let pfs = std::sync::Arc::new(new_passthrough(&opts).unwrap());
+    let resolver = pfs.clone();
+    let fs = Emulation::new(
+        SharePolicy::new(pfs, false),
+        SpecialFiles::Emulate,
+        ownership,
+        false,
+    )
+    .with_content_paths(Box::new(move |inode| resolver.readlinkat_proc_file(inode)));
+    (dir, fs)
+}
+
+#[test]
+fn emulated_ownership_makes_guest_symlinks_stand_ins_that_can_change_owner() {
+    let (dir, fs) = share_with_content_paths(Ownership::Emulate);
+    let c = ctx();
+    let target = "../elsewhere/target";
+    let e = fs.symlink(&c, &cstr(target), ROOT_ID, &cstr("ln")).unwrap();
+    assert_eq!(e.attr.st_mode, libc::S_IFLNK | 0o777);
+    assert_eq!(e.attr.st_size, target.len() as i64);
+    let host = dir.path().join("ln");
+    let m = std::fs::symlink_metadata(&host).unwrap();
+    assert!(m.file_type().is_file(), "the host holds a regular file");
+    assert_eq!(m.mode() & 0o7777, 0o600);
+    assert_eq!(std::fs::read(&host).unwrap(), target.as_bytes());
+    assert_eq!(
+        host_record(&host).unwrap(),
+        format!("v=1 type=l perm=0777 uid={} gid={} rdev=0:0", c.uid, c.gid)
+    );
+    assert_eq!(fs.readlink(&c, e.inode).unwrap(), target.as_bytes());
+
+    // lchown to an id the host cannot hold, then look it up afresh.
+    // SAFETY: stat64 is plain integers.
+    let mut attr: stat64 = unsafe { std::mem::zeroed() };
+    attr.st_uid = 65533;
+    attr.st_gid = 65532;
+    let (st, _) = fs
+        .setattr(
+            &c,
+            e.inode,
+            attr,
+            None,
+            SetattrValid::UID | SetattrValid::GID,
+        )
+        .unwrap();
+    assert_eq!(
+        (st.st_uid, st.st_gid, st.st_mode),
+        (65533, 65532, libc::S_IFLNK | 0o777)
+    );
+    let again = fs.lookup(&c, ROOT_ID, &cstr("ln")).unwrap();
+    assert_eq!(
+        (again.attr.st_uid, again.attr.st_mode),
+        (65533, libc::S_IFLNK | 0o777)
+    );
+    assert_eq!(std::fs::metadata(&host).unwrap().uid(), c.uid);
+
+    // Never opened as a file; renamed and hard-linked as a link.
+    assert_eq!(
+        errno(fs.open(&c, e.inode, libc::O_RDONLY as u32, 0)),
+        libc::EBADF
+    );
+    fs.rename(&c, ROOT_ID, &cstr("ln"), ROOT_ID, &cstr("moved"), 0)
+        .unwrap();
+    let l2 = fs.link(&c, e.inode, ROOT_ID, &cstr("hard")).unwrap();
+    assert_eq!(l2.attr.st_mode, libc::S_IFLNK | 0o777);
+    assert_eq!(fs.readlink(&c, l2.inode).unwrap(), target.as_bytes());
+
+    // Empty and overlong targets are refused as symlink(2) refuses them.
+    assert_eq!(
+        errno(fs.symlink(&c, &cstr(""), ROOT_ID, &cstr("empty"))),
+        libc::ENOENT
+    );
+    let long = "x".repeat(4096);
+    assert_eq!(
+        errno(fs.symlink(&c, &cstr(&long), ROOT_ID, &cstr("long"))),
+        libc::ENAMETOOLONG
+    );
+    assert!(!dir.path().join("empty").exists() && !dir.path().join("long").exists());
+}
+
+#[test]
+fn a_stand_in_swapped_on_the_host_is_never_read_through() {
+    let (dir, fs) = share_with_content_paths(Ownership::Emulate);
+    let c = ctx();
+    let e = fs
+        .symlink(&c, &cstr("target"), ROOT_ID, &cstr("ln"))
+        .unwrap();
+    // A host process replaces the stand-in's name with a symlink to a file outside.
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), b"secret").unwrap();
+    let host = dir.path().join("ln");
+    std::fs::remove_file(&host).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &host).unwrap();
+    // The stand-in's own name is gone, and the name it had now leads outside: an error, never
+    // the outside file's bytes.
+    let got = fs.readlink(&c, e.inode);
+    assert!(got.is_err(), "read through a swapped path: {got:?}");
+}
+
+#[test]
+fn with_host_ownership_guest_symlinks_stay_host_symlinks() {
+    let (dir, fs) = share_with_content_paths(Ownership::Host);
+    let c = ctx();
+    let e = fs
+        .symlink(&c, &cstr("target"), ROOT_ID, &cstr("ln"))
+        .unwrap();
+    assert_eq!(e.attr.st_mode & libc::S_IFMT, libc::S_IFLNK);
+    let m = std::fs::symlink_metadata(dir.path().join("ln")).unwrap();
+    assert!(m.file_type().is_symlink());
+    assert_eq!(fs.readlink(&c, e.inode).unwrap(), b"target");
+}

@@ -45,6 +45,9 @@ pub struct Emulation<F> {
     pub(super) owner_gid: u32,
     /// Set in a jailed worker: records are reached by path (see [`Emulation::with_record_paths`]).
     pub(super) paths: Option<Paths>,
+    /// Names an inode by a path outside a jail, for the symlink stand-ins' contents (see
+    /// [`super::symlinks`]); a jailed worker uses `paths`.
+    pub(super) content_paths: Option<InodePathFn>,
     /// What the last read of each file's record found (see [`super::seen`]).
     pub(super) seen: SeenRecords,
     /// Serialises read-modify-write of records, so two concurrent SETATTRs on one file do not
@@ -71,6 +74,7 @@ impl<F> Emulation<F> {
             owner_uid,
             owner_gid,
             paths: None,
+            content_paths: None,
             seen: SeenRecords::default(),
             update: Mutex::new(()),
         }
@@ -83,6 +87,14 @@ impl<F> Emulation<F> {
     /// so the kernel refuses them there.
     pub fn with_record_paths(mut self, resolve: InodePathFn) -> Self {
         self.paths = Some(Paths::new(resolve));
+        self
+    }
+
+    /// Reach the contents of symlink stand-ins through paths from `resolve` (a worker outside
+    /// a jail: the `/proc/self/fd` link of the passthrough's descriptor). Without it, or
+    /// [`Emulation::with_record_paths`], guest symlinks stay host symlinks.
+    pub fn with_content_paths(mut self, resolve: InodePathFn) -> Self {
+        self.content_paths = Some(resolve);
         self
     }
 
@@ -237,9 +249,21 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
         parent: u64,
         name: &CStr,
     ) -> io::Result<Entry> {
+        if self.emulates_symlinks() {
+            return self.symlink_standin(ctx, linkname, parent, name);
+        }
         let (entry, _, _) =
             self.create_as_guest(ctx, |c| self.inner.symlink(c, linkname, parent, name))?;
         Ok(entry)
+    }
+
+    fn readlink(&self, ctx: &Context, inode: u64) -> io::Result<Vec<u8>> {
+        let (st, _) = self.inner.getattr(ctx, inode, None)?;
+        match self.record_of(ctx, inode, &st) {
+            Some(r) if r.kind == Kind::Symlink => self.read_target(inode, &st),
+            Some(_) => Err(errno(libc::EINVAL)),
+            None => self.inner.readlink(ctx, inode),
+        }
     }
 
     fn link(&self, ctx: &Context, inode: u64, newparent: u64, newname: &CStr) -> io::Result<Entry> {
@@ -411,7 +435,6 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
         fn destroy(&self);
         fn forget(&self, ctx: &Context, inode: u64, count: u64);
         fn batch_forget(&self, ctx: &Context, requests: Vec<(u64, u64)>);
-        fn readlink(&self, ctx: &Context, inode: u64) -> io::Result<Vec<u8>>;
         fn unlink(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()>;
         fn rmdir(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()>;
         #[allow(clippy::too_many_arguments)]
