@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# pjdfstest (the POSIX filesystem conformance suite, crate pjdfstest 0.2.2) in a real Linux guest,
+# on the virtiofs share and on a local ext4 filesystem of the same guest: through `fsjail serve`
+# with its defaults and through an unprivileged broker (uid 65534, ownership emulated). Fails
+# when a test fails on the share that does not fail on ext4 (.ci/guest/pjdfstest.sh).
+#   usage: .ci/vm-pjdfstest.sh FSJAIL     (run from the repository root, as root)
+# Needs ../shared/vm (it builds the guest's kernel and initramfs on first use), mkfs.ext4, and
+# cargo with crates.io to build pjdfstest once (cached in target/pjdfstest).
+set -euo pipefail
+fsjail=$(realpath "$1")
+vm=${VM_HARNESS:-../shared/vm/run-guest.sh}
+vm_work=${VM_WORK:-/tmp/vm-work}
+pjd_root=$PWD/target/pjdfstest
+log() { printf '\n== %s\n' "$*"; }
+
+if [ ! -x "$pjd_root/bin/pjdfstest" ]; then
+  log "building pjdfstest 0.2.2 as a static binary (the guest has no libc of its own)"
+  RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+    cargo install pjdfstest --version 0.2.2 --locked --root "$pjd_root" \
+    --target "$(rustc -vV | sed -n 's/^host: //p')" --quiet
+fi
+
+# The guest kernel's loop module (ext4 is built in), from the kernel the harness unpacked.
+[ -f "$vm_work/initramfs.cpio.gz" ] || "$(dirname "$vm")/build-initramfs.sh"
+loop=$(find "$vm_work"/kroot-*/lib/modules -name 'loop.ko*' | head -1)
+[ -n "$loop" ] || { echo "error: no loop.ko under $vm_work" >&2; exit 1; }
+stage=$(mktemp -d /tmp/fsjail-pjd.XXXXXX)
+trap 'rm -rf "$stage"' EXIT
+case $loop in
+  *.xz) xz -dc "$loop" > "$stage/loop.ko" ;;
+  *.zst) zstd -qdc "$loop" > "$stage/loop.ko" ;;
+  *) cp "$loop" "$stage/loop.ko" ;;
+esac
+cp "$pjd_root/bin/pjdfstest" "$stage/"
+truncate -s 64M "$stage/ext4.img"
+mkfs.ext4 -q -F "$stage/ext4.img"
+
+fresh_share() {
+  local share
+  share=$(mktemp -d /tmp/fsjail-pjd-share.XXXXXX)
+  chmod 755 "$share"
+  mkdir "$share/.pjd"
+  cp "$stage"/* "$share/.pjd/"
+  echo "$share"
+}
+
+log "pjdfstest in a guest: fsjail serve (defaults) against ext4"
+share=$(fresh_share)
+SHARED_DIR=$share GUEST_SCRIPT=.ci/guest/pjdfstest.sh NFILES=10 BIGMB=1 \
+  "$vm" "$fsjail" serve --socket-path {socket} --shared-dir {shared_dir}
+rm -rf "$share"
+
+log "pjdfstest in a guest: an unprivileged broker (uid 65534, ownership emulated) against ext4"
+share=$(fresh_share)
+sockdir=$(mktemp -d /tmp/fsjail-pjd-sock.XXXXXX)
+chown 65534:65534 "$sockdir"
+SHARED_DIR=$share SOCKET=$sockdir/vfs.sock GUEST_SCRIPT=.ci/guest/pjdfstest.sh NFILES=10 BIGMB=1 \
+  "$vm" .ci/fsjail-unpriv-backend.sh "$fsjail" {socket} {shared_dir}
+rm -rf "$share" "$sockdir"
