@@ -422,8 +422,10 @@ fn a_memory_table_past_the_end_of_its_file_is_refused() {
         let served = survived(&mut a, what);
         assert!(!served, "{what}: the table was accepted");
         assert!(
-            a.b.log()
-                .contains("refusing the frontend's guest memory table"),
+            a.b.log_shows(
+                "refusing the frontend's guest memory table",
+                std::time::Duration::from_secs(10)
+            ),
             "{}",
             a.b.log()
         );

@@ -43,7 +43,7 @@ fn arena(sandbox: &str, landlock: &str) -> Arena {
     let a = Arena::new(&cfg);
     if landlock == "require" {
         assert!(
-            a.b.log().contains("Landlock ABI"),
+            a.b.log_shows("Landlock ABI", std::time::Duration::from_secs(10)),
             "the worker did not report Landlock:\n{}",
             a.b.log()
         );

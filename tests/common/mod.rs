@@ -290,6 +290,23 @@ impl Backend {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether `needle` shows up in the log within `limit`. A jailed worker's lines reach the
+    /// log through the broker, which relays them on its own time: a line the worker wrote
+    /// before it answered a request may still be on its way.
+    #[allow(dead_code)]
+    pub fn log_shows(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Whether the backend process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()

@@ -280,7 +280,10 @@ fn records_from_elsewhere_are_not_honoured() {
     let bad = s.lookup(ROOT_ID, "malformed").unwrap();
     assert_eq!(bad.attr.mode, libc::S_IFREG | 0o600);
     assert!(
-        b.log().contains("malformed user.fsjail.stat"),
+        b.log_shows(
+            "malformed user.fsjail.stat",
+            std::time::Duration::from_secs(10)
+        ),
         "no warning in the log:\n{}",
         b.log()
     );
