@@ -74,7 +74,7 @@ impl FuseHarness {
     }
 
     /// Empties the share and restores its root's mode and owner.
-    fn reset_share(&self) {
+    pub fn reset_share(&self) {
         for e in fs::read_dir(&self.share).unwrap().flatten() {
             let p = e.path();
             let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
@@ -86,6 +86,11 @@ impl FuseHarness {
     /// A fresh device over the (empty) share, its DAX window connected to the recording owner.
     pub fn device(&self, readonly: bool) -> ShareDevice {
         self.reset_share();
+        self.device_over_share(readonly)
+    }
+
+    /// A fresh device over the share as it is now (the read-only harness keeps its files).
+    pub fn device_over_share(&self, readonly: bool) -> ShareDevice {
         self.recorder.reset();
         let settings = settings::DeviceSettings {
             readonly,
