@@ -666,6 +666,21 @@ mod tests {
     }
 
     #[test]
+    fn logged_split_records_the_writable_descriptors_only() {
+        let mem = memory();
+        let descs = [
+            Descriptor::new(0x1000, 40, 0, 0),
+            Descriptor::new(0x2000, 16, WRITE, 0),
+            Descriptor::new(0x3000, 4096, WRITE, 0),
+        ];
+        let mut written = crate::vhost_user::dirty_log::Written::new();
+        let (r, w) = split_descriptors(&mem, descs, MAX_DESCRIPTORS, Some(&mut written)).unwrap();
+        assert_eq!((r.available_bytes(), w.available_bytes()), (40, 4112));
+        let got: Vec<_> = written.iter().map(|&(a, l)| (a.0, l)).collect();
+        assert_eq!(got, [(0x2000, 16), (0x3000, 4096)]);
+    }
+
+    #[test]
     fn too_many_descriptors_rejected() {
         let mem = memory();
         let descs = (0..5).map(|i| Descriptor::new(0x1000 + i * 16, 16, 0, 0));

@@ -164,7 +164,7 @@ impl Written {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &(GuestAddress, u32)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(GuestAddress, u32)> {
         self.inline[..self.len].iter().chain(self.more.iter())
     }
 }
@@ -185,5 +185,38 @@ pub fn mark_written<M: GuestMemory>(mem: &M, written: &Written) {
         for slice in slices.flatten() {
             slice.bitmap().mark_dirty(0, slice.len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryMmap};
+
+    use super::*;
+
+    #[test]
+    fn written_keeps_every_range_in_order_past_the_inline_ones() {
+        let mut w = Written::new();
+        for i in 0..(INLINE as u64 + 5) {
+            w.push((GuestAddress(i * 0x1000), i as u32));
+        }
+        let got: Vec<_> = w.iter().map(|&(a, l)| (a.0, l)).collect();
+        let want: Vec<_> = (0..(INLINE as u64 + 5))
+            .map(|i| (i * 0x1000, i as u32))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn marking_without_a_log_changes_nothing() {
+        let mem = GuestMemoryMmap::<LogBitmap>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        let mut w = Written::new();
+        w.push((GuestAddress(0x1000), 0x2000));
+        // Outside guest memory: skipped, not a panic.
+        w.push((GuestAddress(0xf000), 0x2000));
+        mark_written(&mem, &w);
+        mem.write_slice(&[1, 2, 3], GuestAddress(0x1000)).unwrap();
+        let region = mem.iter().next().unwrap();
+        assert!(!region.bitmap().dirty_at(0x1000));
     }
 }
