@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real live migration of a guest with open files: two QEMU processes on this host (the source, and
-# the destination started with -incoming on a unix socket), each with its own jailed
-# `fsjail serve` (default sandbox) on the same host directory; QMP `migrate` moves the guest.
+# the destination started with -incoming defer, then migrate-incoming on a unix socket, the return
+# path on at both ends), each with its own jailed `fsjail serve` (default sandbox) on the same host
+# directory; QMP `migrate` moves the guest.
 # The guest (../shared/vm's kernel and initramfs; GUEST_SCRIPT .ci/guest/migrate-checks.sh runs
 # the static helper .ci/guest/migholder.c) holds a file open mid-read, a directory mid-listing, a
 # file written without fsync and one more file open; it makes mig/ready in the share and waits for
