@@ -126,6 +126,7 @@ run_scenario() { # run_scenario NAME
   local share=$RUN/share
   mkdir -p "$share/mig/list"
   python3 -c 'import sys; sys.stdout.buffer.write(bytes(i * 7 % 251 for i in range(1 << 20)))' > "$share/mig/big"
+  python3 -c 'import sys; sys.stdout.buffer.write(bytes((i * 11 + 3) % 253 for i in range(4 << 20)))' > "$share/mig/churn"
   for i in $(seq -w 1 200); do : > "$share/mig/list/entry-$i"; done
   echo "held open across the migration" > "$share/mig/gone"
   echo "$expect" > "$share/mig/expect"
@@ -181,7 +182,7 @@ run_scenario() { # run_scenario NAME
     n=$((n + 1))
     check "${sc}_$name" "$([ "$res" = PASS ]; echo $?)" "$rest"
   done < <(grep -a '^@@VMFS check guest_' "$console")
-  check "${sc}_guest_checks_seen" "$([ "$n" -ge 9 ]; echo $?)" "n=$n"
+  check "${sc}_guest_checks_seen" "$([ "$n" -ge 12 ]; echo $?)" "n=$n"
   [ "$(cat "$share/mig/unsynced" 2>/dev/null)" = "written before the migration, fsynced after" ]
   check "${sc}_host_sees_unsynced" $?
   echo "scenario $sc took $((SECONDS - t0)) s"

@@ -7,7 +7,12 @@
  * then it creates DIR/ready and waits for DIR/go (the host makes it once the migration ended).
  * After, with the page cache dropped so every read reaches the device, it reads the rest of big
  * (bytes i*7%251), lists the rest of list (LIST_N entries in all), fsyncs unsynced and reads gone
- * again. Prints "check NAME PASS|FAIL detail" lines for the harness. */
+ * again. Prints "check NAME PASS|FAIL detail" lines for the harness.
+ *
+ * Dirty-page logging: while the host migrates, a child keeps dropping the page cache and reading
+ * DIR/churn back into it, so the device writes READ replies into guest pages while QEMU copies
+ * RAM. Afterwards churn is read from the page cache the destination received: a reply the
+ * device did not log would show up there as a page QEMU copied before the reply landed. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -17,10 +22,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define BIG (1 << 20)
 #define LIST_N 200
+#define CHURN (4 << 20)
 
 static int fails;
 
@@ -39,6 +46,12 @@ static int read_full(int fd, unsigned char *buf, size_t len, off_t off) {
         done += n;
     }
     return (int)done;
+}
+
+static int churn_ok(const unsigned char *buf, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] != (unsigned char)((i * 11 + 3) % 253)) return 0;
+    return 1;
 }
 
 static int pattern_ok(const unsigned char *buf, size_t len, size_t off) {
@@ -108,6 +121,27 @@ int main(int argc, char **argv) {
     snprintf(detail, sizeof detail, "n=%d", n);
     check("before_read_gone", n == 4, detail);
 
+    /* The churn reader runs until DIR/go appears. */
+    char churn[4096], go[4096];
+    snprintf(churn, sizeof churn, "%s/churn", dir);
+    snprintf(go, sizeof go, "%s/go", dir);
+    pid_t child = fork();
+    if (child == 0) {
+        static unsigned char cb[CHURN];
+        struct stat cs;
+        int rounds = 0;
+        while (stat(go, &cs) != 0) {
+            drop_caches();
+            int fd = open(churn, O_RDONLY);
+            if (fd < 0 || read_full(fd, cb, CHURN, 0) != CHURN) _exit(1);
+            close(fd);
+            rounds++;
+        }
+        printf("check churn_rounds %s rounds=%d\n", rounds > 0 ? "PASS" : "FAIL", rounds);
+        fflush(stdout);
+        _exit(0);
+    }
+
     snprintf(path, sizeof path, "%s/ready", dir);
     int rd = open(path, O_WRONLY | O_CREAT, 0644);
     if (rd >= 0) close(rd);
@@ -122,6 +156,19 @@ int main(int argc, char **argv) {
             return 1;
         }
         usleep(100000);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    snprintf(detail, sizeof detail, "child status=%#x", status);
+    check("churn_reader", child > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, detail);
+    {
+        /* From the page cache as migrated: no drop_caches before this read. */
+        static unsigned char cb[CHURN];
+        int fd = open(churn, O_RDONLY);
+        n = fd < 0 ? -errno : read_full(fd, cb, CHURN, 0);
+        snprintf(detail, sizeof detail, "n=%d", n);
+        check("after_churn_cached", n == CHURN && churn_ok(cb, CHURN), detail);
+        if (fd >= 0) close(fd);
     }
     drop_caches();
 
