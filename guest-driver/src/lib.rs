@@ -27,6 +27,7 @@
 
 pub mod backend_channel;
 pub mod dirent;
+pub mod dirty_log;
 pub mod error;
 pub mod frontend;
 pub mod fuse_client;
@@ -38,6 +39,7 @@ pub mod virtqueue;
 
 pub use backend_channel::{BackendRequestHandler, RefuseAll};
 pub use dirent::{DirEntry, DirEntryPlus};
+pub use dirty_log::DirtyLog;
 pub use error::{Error, Result};
 pub use frontend::{Device, Options};
 pub use fuse_client::{Context, Layout, Pending, RawReply, Session};

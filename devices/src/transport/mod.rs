@@ -95,20 +95,34 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Splits a chain into its device-readable part and device-writable part.
 ///
 /// `mem` must be the same guest memory the chain was taken from; it is borrowed for `'a` so the
-/// returned slices cannot outlive the mapping. Only memory without a dirty-page bitmap is
-/// accepted (`Bitmap = ()`): writes go through raw host pointers (zero-copy I/O), which could not
-/// be logged, so dirty tracking (live migration) is ruled out at compile time instead of being
-/// silently wrong.
+/// returned slices cannot outlive the mapping. The writer writes through raw host pointers
+/// (zero-copy I/O), which `mem`'s dirty-page bitmap never sees: while migration logs dirty pages,
+/// use [`split_chain_logged`] and mark what it records once the reply is written.
 pub fn split_chain<'a, M, T>(
     mem: &'a M,
     chain: DescriptorChain<T>,
 ) -> Result<(Reader<'a>, Writer<'a>)>
 where
-    M: GuestMemory<Bitmap = ()> + ?Sized,
+    M: GuestMemory + ?Sized,
     T: Deref,
     T::Target: GuestMemory,
 {
-    split_descriptors(mem, chain, MAX_DESCRIPTORS)
+    split_descriptors(mem, chain, MAX_DESCRIPTORS, None)
+}
+
+/// [`split_chain`], also recording in `written` the guest range of every device-writable
+/// descriptor, for the dirty-page log (`crate::vhost_user` marks them after the reply).
+pub fn split_chain_logged<'a, M, T>(
+    mem: &'a M,
+    chain: DescriptorChain<T>,
+    written: &mut crate::vhost_user::dirty_log::Written,
+) -> Result<(Reader<'a>, Writer<'a>)>
+where
+    M: GuestMemory + ?Sized,
+    T: Deref,
+    T::Target: GuestMemory,
+{
+    split_descriptors(mem, chain, MAX_DESCRIPTORS, Some(written))
 }
 
 /// Core of [`split_chain`], over any descriptor sequence and with an explicit descriptor limit so
@@ -117,9 +131,10 @@ fn split_descriptors<'a, M, I>(
     mem: &'a M,
     descriptors: I,
     max_descriptors: usize,
+    mut written: Option<&mut crate::vhost_user::dirty_log::Written>,
 ) -> Result<(Reader<'a>, Writer<'a>)>
 where
-    M: GuestMemory<Bitmap = ()> + ?Sized,
+    M: GuestMemory + ?Sized,
     I: IntoIterator<Item = Descriptor>,
 {
     let mut readable = Segments::new();
@@ -139,6 +154,9 @@ where
         }
         let (segments, total, access) = if desc.is_write_only() {
             seen_writable = true;
+            if let Some(w) = written.as_deref_mut() {
+                w.push((desc.addr(), desc.len()));
+            }
             (&mut writable, &mut writable_len, Permissions::Write)
         } else {
             if seen_writable {
@@ -251,7 +269,7 @@ impl<'a> Segments<'a> {
         access: Permissions,
     ) -> Result<()>
     where
-        M: GuestMemory<Bitmap = ()> + ?Sized,
+        M: GuestMemory + ?Sized,
     {
         let out_of_range = || Error::AddressOutOfRange { addr: addr.0, len };
         // get_slices yields one slice per region and, if it yields no error, slices that add up
@@ -264,6 +282,11 @@ impl<'a> Segments<'a> {
             if slice.is_empty() {
                 continue;
             }
+            // The slice loses its dirty bitmap here: our writes go through raw pointers, and
+            // the queue loop logs the writable descriptors itself (`split_chain_logged`).
+            // SAFETY: the pointer and length come from a slice vm-memory bounds-checked against
+            // `mem`, which stays borrowed for 'a, as long as the new slice lives.
+            let slice = unsafe { VolatileSlice::new(slice.ptr_guard_mut().as_ptr(), slice.len()) };
             if self.store.as_slice().len() >= MAX_SEGMENTS {
                 return Err(Error::TooManySegments { max: MAX_SEGMENTS });
             }
@@ -629,7 +652,7 @@ mod tests {
             Descriptor::new(0x1000, 1, 0, 0),
         ];
         assert!(matches!(
-            split_descriptors(&mem, descs, MAX_DESCRIPTORS),
+            split_descriptors(&mem, descs, MAX_DESCRIPTORS, None),
             Err(Error::TotalLengthOverflow)
         ));
         // The same lengths on opposite sides are fine: each side is bounded on its own.
@@ -637,9 +660,24 @@ mod tests {
             Descriptor::new(0, u32::MAX, 0, 0),
             Descriptor::new(0x1000, 1, WRITE, 0),
         ];
-        let (r, w) = split_descriptors(&mem, descs, MAX_DESCRIPTORS).unwrap();
+        let (r, w) = split_descriptors(&mem, descs, MAX_DESCRIPTORS, None).unwrap();
         assert_eq!(r.available_bytes(), u32::MAX as usize);
         assert_eq!(w.available_bytes(), 1);
+    }
+
+    #[test]
+    fn logged_split_records_the_writable_descriptors_only() {
+        let mem = memory();
+        let descs = [
+            Descriptor::new(0x1000, 40, 0, 0),
+            Descriptor::new(0x2000, 16, WRITE, 0),
+            Descriptor::new(0x3000, 4096, WRITE, 0),
+        ];
+        let mut written = crate::vhost_user::dirty_log::Written::new();
+        let (r, w) = split_descriptors(&mem, descs, MAX_DESCRIPTORS, Some(&mut written)).unwrap();
+        assert_eq!((r.available_bytes(), w.available_bytes()), (40, 4112));
+        let got: Vec<_> = written.iter().map(|&(a, l)| (a.0, l)).collect();
+        assert_eq!(got, [(0x2000, 16), (0x3000, 4096)]);
     }
 
     #[test]
@@ -647,10 +685,10 @@ mod tests {
         let mem = memory();
         let descs = (0..5).map(|i| Descriptor::new(0x1000 + i * 16, 16, 0, 0));
         assert!(matches!(
-            split_descriptors(&mem, descs.clone(), 4),
+            split_descriptors(&mem, descs.clone(), 4, None),
             Err(Error::TooManyDescriptors { max: 4 })
         ));
-        assert!(split_descriptors(&mem, descs, 5).is_ok());
+        assert!(split_descriptors(&mem, descs, 5, None).is_ok());
     }
 
     #[test]
@@ -658,7 +696,7 @@ mod tests {
         let mem = memory();
         let n = INLINE_SEGMENTS as u64 * 3;
         let descs = (0..n).map(|i| Descriptor::new(0x1000 + i * 16, 16, 0, 0));
-        let (mut r, _) = split_descriptors(&mem, descs, MAX_DESCRIPTORS).unwrap();
+        let (mut r, _) = split_descriptors(&mem, descs, MAX_DESCRIPTORS, None).unwrap();
         assert_eq!(r.available_bytes(), n as usize * 16);
         let mut buf = Vec::new();
         r.read_to_vec(&mut buf, n as usize * 16).unwrap();

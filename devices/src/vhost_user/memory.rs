@@ -15,7 +15,7 @@ use std::io;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Fails unless every file-backed region of `mem` lies within its (regular) file.
-pub fn check_backing(mem: &GuestMemoryMmap) -> io::Result<()> {
+pub fn check_backing<B: vm_memory::bitmap::Bitmap>(mem: &GuestMemoryMmap<B>) -> io::Result<()> {
     for region in mem.iter() {
         let Some(file_offset) = region.file_offset() else {
             continue;

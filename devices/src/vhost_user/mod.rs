@@ -2,6 +2,7 @@
 //! request queue, and the loop that moves descriptor chains through the FUSE server.
 
 pub mod config;
+pub mod dirty_log;
 mod memory;
 mod order;
 mod poll;
@@ -12,6 +13,15 @@ mod queue;
 mod route;
 
 pub use pool::MAX_POOL_THREADS;
+
+/// Guest memory with a dirty-page bitmap per region, for migration (see [`dirty_log`]).
+pub type GuestMem = GuestMemoryMmap<dirty_log::LogBitmap>;
+/// A queue over [`GuestMem`].
+pub type Vring = VringRwLock<GuestMemoryAtomic<GuestMem>>;
+
+/// VHOST_F_LOG_ALL: the frontend turns it on while migration copies guest memory. We log
+/// whenever a log is installed (see [`dirty_log`]), so offering it is all it takes.
+const VHOST_F_LOG_ALL: u64 = 26;
 
 use std::io;
 // Every lock here guards a value replaced or pushed in one step, so a holder that panicked
@@ -65,7 +75,7 @@ pub struct FsBackend<F> {
     server: Arc<Server<F>>,
     num_request_queues: usize,
     event_idx: std::sync::atomic::AtomicBool,
-    mem: RwLock<Option<GuestMemoryAtomic<GuestMemoryMmap>>>,
+    mem: RwLock<Option<GuestMemoryAtomic<GuestMem>>>,
     /// Our copy of each queue thread's exit notifier; the consumers went to the threads.
     exit_notifiers: Mutex<Vec<EventNotifier>>,
     /// Device state transfer (DEVICE_STATE), when the share can be migrated.
@@ -180,8 +190,8 @@ impl<F> VhostUserBackend for FsBackend<F>
 where
     F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
 {
-    type Bitmap = ();
-    type Vring = VringRwLock;
+    type Bitmap = dirty_log::LogBitmap;
+    type Vring = Vring;
 
     fn num_queues(&self) -> usize {
         HIPRIO_QUEUES + self.num_request_queues
@@ -195,6 +205,7 @@ where
         (1 << VIRTIO_F_VERSION_1)
             | (1 << VIRTIO_RING_F_INDIRECT_DESC)
             | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | (1 << VHOST_F_LOG_ALL)
             | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
     }
 
@@ -204,7 +215,8 @@ where
         let mut features = VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
             | VhostUserProtocolFeatures::BACKEND_REQ
-            | VhostUserProtocolFeatures::BACKEND_SEND_FD;
+            | VhostUserProtocolFeatures::BACKEND_SEND_FD
+            | VhostUserProtocolFeatures::LOG_SHMFD;
         if self.migration.is_some() {
             features |= VhostUserProtocolFeatures::DEVICE_STATE;
         }
@@ -296,7 +308,7 @@ where
     /// Refuses a table with a region past the end of its file (see [`memory::check_backing`]):
     /// the error ends the connection before any later message touches the memory, and the
     /// queue threads get no memory to touch.
-    fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
+    fn update_memory(&self, mem: GuestMemoryAtomic<GuestMem>) -> io::Result<()> {
         let checked = memory::check_backing(&vm_memory::GuestAddressSpace::memory(&mem));
         let mem = match checked {
             Ok(()) => Some(mem),
@@ -351,7 +363,7 @@ where
         &self,
         device_event: u16,
         evset: EventSet,
-        vrings: &[VringRwLock],
+        vrings: &[Vring],
         _thread_id: usize,
     ) -> io::Result<()> {
         if evset != EventSet::IN {
@@ -395,7 +407,7 @@ where
     let mut daemon = VhostUserDaemon::new(
         "fsjail".to_string(),
         backend.clone(),
-        GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        GuestMemoryAtomic::new(GuestMem::new()),
     )
     .map_err(Error::Daemon)?;
     daemon.start(listener).map_err(Error::Accept)?;

@@ -6,13 +6,14 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use super::{GuestMem as GuestMemoryMmap, Vring as VringRwLock};
 use fuse_backend_rs::abi::fuse_abi::stat64;
 use fuse_backend_rs::api::filesystem::{Context, FileSystem};
-use vhost_user_backend::{VringRwLock, VringT};
+use vhost_user_backend::VringT;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemoryAtomic};
 
 use super::pool::Pool;
 use super::queue::{process_with, Tuning};
@@ -145,7 +146,7 @@ struct Ring {
 
 impl Ring {
     fn new() -> Ring {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();
         let mock = MockSplitQueue::new(&mem, SIZE);
         let atomic = GuestMemoryAtomic::new(mem.clone());
         let vring = VringRwLock::new(atomic.clone(), SIZE).unwrap();

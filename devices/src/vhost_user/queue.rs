@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fuse_backend_rs::api::filesystem::FileSystem;
-use vhost_user_backend::{VringRwLock, VringT};
+use vhost_user_backend::VringT;
 use virtio_queue::{QueueOwnedT, QueueT};
-use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic};
 
+use super::dirty_log::{self, Written};
 use super::order::{Keys, Mode};
 use super::poll::Poller;
 use super::pool::Pool;
 use super::route::{self, Route};
+use super::{GuestMem, Vring};
 use crate::fuse::server::Server;
-use crate::transport::{split_chain, Reader, Writer};
+use crate::transport::{split_chain_logged, Reader, Writer};
 
 /// What a queue thread may use besides the server: the share's request pool and this queue's
 /// poller, each optional.
@@ -31,8 +33,8 @@ pub struct Tuning<'a> {
 #[cfg(test)]
 pub fn process<F>(
     server: &Arc<Server<F>>,
-    mem: &GuestMemoryAtomic<GuestMemoryMmap>,
-    vring: &VringRwLock,
+    mem: &GuestMemoryAtomic<GuestMem>,
+    vring: &Vring,
     event_idx: bool,
 ) -> io::Result<()>
 where
@@ -46,8 +48,8 @@ where
 /// first polls the ring for the poller's window, with notifications still off.
 pub fn process_with<F>(
     server: &Arc<Server<F>>,
-    mem: &GuestMemoryAtomic<GuestMemoryMmap>,
-    vring: &VringRwLock,
+    mem: &GuestMemoryAtomic<GuestMem>,
+    vring: &Vring,
     event_idx: bool,
     tuning: Tuning<'_>,
 ) -> io::Result<()>
@@ -67,7 +69,7 @@ where
                 return unusable(e);
             }
         }
-        if !drain(server, mem, vring, event_idx, &mut budget, tuning.pool)? || !event_idx {
+        if !drain(server, mem, vring, event_idx, &mut budget, tuning)? || !event_idx {
             // An unusable ring would make enable_notification report "more work" forever.
             break;
         }
@@ -94,8 +96,8 @@ where
 /// Watches the avail ring for up to `window`; true as soon as the guest made a chain
 /// available.
 fn poll_avail(
-    mem: &GuestMemoryAtomic<GuestMemoryMmap>,
-    vring: &VringRwLock,
+    mem: &GuestMemoryAtomic<GuestMem>,
+    vring: &Vring,
     window: std::time::Duration,
 ) -> bool {
     if window.is_zero() {
@@ -126,7 +128,7 @@ fn poll_avail(
 
 /// Wakes this queue's thread again, as a guest kick would, after a drain stopped at its budget:
 /// the rest is served once the thread's other events (the exit event among them) had a turn.
-fn rekick(vring: &VringRwLock) {
+fn rekick(vring: &Vring) {
     let state = vring.get_ref();
     if let Some(kick) = state.get_kick() {
         let one = 1u64.to_ne_bytes();
@@ -151,11 +153,11 @@ fn unusable(e: virtio_queue::Error) -> io::Result<()> {
 /// ring is unusable (see [`unusable`]) or the budget is spent.
 fn drain<F>(
     server: &Arc<Server<F>>,
-    mem: &GuestMemoryAtomic<GuestMemoryMmap>,
-    vring: &VringRwLock,
+    mem: &GuestMemoryAtomic<GuestMem>,
+    vring: &Vring,
     event_idx: bool,
     budget: &mut usize,
-    pool: Option<&Pool>,
+    tuning: Tuning<'_>,
 ) -> io::Result<bool>
 where
     F: FileSystem<Inode = u64, Handle = u64> + Send + Sync + 'static,
@@ -163,7 +165,7 @@ where
     let guard = mem.memory();
     // Chains borrow the memory for the whole drain, rather than each holding a clone of the
     // guard (an Arc clone and drop per chain).
-    let guest: &GuestMemoryMmap = &guard;
+    let guest: &GuestMem = &guard;
     // The chain served last, returned to the used ring when the lock is next taken.
     let mut finished: Option<(u16, u32)> = None;
     let mut served = 0usize;
@@ -216,9 +218,15 @@ where
         let Some(chain) = chain else { break };
         *budget -= 1;
         let head = chain.head_index();
-        let used = match split_chain(guest, chain) {
-            Ok((reader, writer)) => match pool {
-                None => Some(server.handle(reader, writer)),
+        // The writable descriptors, to mark in the dirty log after the reply is written.
+        let mut written = Written::new();
+        let used = match split_chain_logged(guest, chain, &mut written) {
+            Ok((reader, writer)) => match tuning.pool {
+                None => {
+                    let used = server.handle(reader, writer);
+                    dirty_log::mark_written(guest, &written);
+                    Some(used)
+                }
                 Some(pool) => {
                     let job = Job {
                         server,
@@ -226,6 +234,7 @@ where
                         vring,
                         event_idx,
                         head,
+                        written,
                     };
                     job.serve_or_hand_over(pool, reader, writer)
                 }
@@ -253,10 +262,12 @@ struct Job<'a, F> {
     server: &'a Arc<Server<F>>,
     /// The very memory the chain was split against (not a fresh load of the atomic, which a
     /// memory update may have replaced since).
-    mem: &'a vm_memory::GuestMemoryLoadGuard<GuestMemoryMmap>,
-    vring: &'a VringRwLock,
+    mem: &'a vm_memory::GuestMemoryLoadGuard<GuestMem>,
+    vring: &'a Vring,
     event_idx: bool,
     head: u16,
+    /// The reply's guest ranges to mark in the dirty log once it is written.
+    written: Written,
 }
 
 impl<F> Job<'_, F>
@@ -290,7 +301,9 @@ where
                 return None;
             }
         }
-        Some(self.server.handle(r, w))
+        let used = self.server.handle(r, w);
+        dirty_log::mark_written(&**self.mem, &self.written);
+        Some(used)
     }
 
     fn hand_over(self, pool: &Pool, keys: Keys, mode: Mode, r: Reader<'_>, w: Writer<'_>) {
@@ -305,6 +318,7 @@ where
             Detached {
                 reader: std::mem::transmute::<Reader<'_>, Reader<'static>>(r),
                 writer: std::mem::transmute::<Writer<'_>, Writer<'static>>(w),
+                written: self.written,
                 _mem: mem,
             }
         };
@@ -327,7 +341,8 @@ struct Detached {
     // Declared (so dropped) before the memory.
     reader: Reader<'static>,
     writer: Writer<'static>,
-    _mem: Arc<GuestMemoryMmap>,
+    written: Written,
+    _mem: Arc<GuestMem>,
 }
 
 impl Detached {
@@ -339,9 +354,12 @@ impl Detached {
         let Detached {
             reader,
             writer,
+            written,
             _mem,
         } = self;
         let used = server.handle(reader, writer);
+        // Before the chain goes to the used ring, as on the queue thread.
+        dirty_log::mark_written(&*_mem, &written);
         drop(_mem);
         used
     }
@@ -355,7 +373,7 @@ unsafe impl Send for Detached {}
 
 /// Returns a chain served on the pool to the used ring and notifies the guest if it wants it.
 /// Runs on a pool thread; the ring's lock orders it with the queue thread's own returns.
-fn complete(vring: &VringRwLock, head: u16, used: usize, event_idx: bool) {
+fn complete(vring: &Vring, head: u16, used: usize, event_idx: bool) {
     let mut state = vring.get_mut();
     if let Err(e) = state.add_used(head, u32::try_from(used).unwrap_or(0)) {
         crate::guest_warn!("cannot return descriptor chain {head}: {e}");
@@ -388,11 +406,12 @@ mod tests {
 
     use std::sync::Arc;
 
-    use vhost_user_backend::{VringRwLock, VringT};
+    use crate::vhost_user::{GuestMem as GuestMemoryMmap, Vring as VringRwLock};
+    use vhost_user_backend::VringT;
     use virtio_queue::desc::split::Descriptor;
     use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
-    use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+    use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemoryAtomic};
 
     use std::os::fd::AsRawFd;
 
@@ -427,7 +446,7 @@ mod tests {
             false,
         );
         let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
         let mock = MockSplitQueue::new(&mem, SIZE);
         mem.write_slice(&request(), GuestAddress(REQ)).unwrap();
         let descs = [
@@ -492,7 +511,7 @@ mod tests {
             false,
         );
         let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
         // A chain outside guest memory: returned with nothing written, its used element is
         // all zeros, so the avail entries it overwrites all name head 0 again.
         let descs = [
