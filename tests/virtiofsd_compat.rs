@@ -242,7 +242,7 @@ fn print_capabilities_is_vhost_user_json() {
         .iter()
         .map(|f| f.as_str().unwrap())
         .collect();
-    assert_eq!(features, ["separate-options"]);
+    assert_eq!(features, ["migrate-precopy", "separate-options"]);
 
     // The descriptor that lets libvirt pick fsjail-virtiofsd without <binary path=...>
     // (QEMU's docs/interop/vhost-user.json, VhostUserBackend).

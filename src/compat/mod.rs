@@ -17,12 +17,14 @@ pub use argv::{translate, Action, Translation};
 ///
 /// - "separate-options" is announced: the `--shared-dir`/`--cache`/`--sandbox` flags work, so
 ///   libvirt builds its modern argv for us.
-/// - "migrate-precopy" is not: fsjail cannot migrate a device's state.
+/// - "migrate-precopy" is announced: the device state moves with SET_DEVICE_STATE_FD and the
+///   worker logs the guest pages it writes (LOG_SHMFD), which is what libvirt checks for
+///   before it offers to migrate a domain with a vhost-user-fs device.
 ///
 /// virtiofsd 1.14 also prints "posix-acl-negotiation-mode" and
 /// "security-label-negotiation-mode"; fsjail supports neither feature, so neither is printed.
 pub const CAPABILITIES: &str =
-    "{\n  \"type\": \"fs\",\n  \"features\": [\n    \"separate-options\"\n  ]\n}";
+    "{\n  \"type\": \"fs\",\n  \"features\": [\n    \"migrate-precopy\",\n    \"separate-options\"\n  ]\n}";
 
 /// `--version`: who we are, and that we speak virtiofsd's command line.
 pub fn version() -> String {

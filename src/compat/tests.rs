@@ -371,7 +371,7 @@ fn capabilities_json_shape() {
     let caps = super::CAPABILITIES;
     assert!(caps.contains("\"type\": \"fs\""));
     assert!(caps.contains("\"separate-options\""));
-    assert!(!caps.contains("migrate-precopy"));
+    assert!(caps.contains("\"migrate-precopy\""));
 }
 
 #[test]
