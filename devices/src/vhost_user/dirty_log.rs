@@ -29,20 +29,41 @@ use vm_memory::{Address, GuestAddress, GuestMemory, GuestMemoryRegion, Permissio
 pub const LOG_PAGE: u64 = 4096;
 
 /// The bitmap of one guest memory region: the crate's, with the log checked when installed.
-#[derive(Clone, Debug, Default)]
-pub struct LogBitmap(BitmapMmapRegion);
+///
+/// A region's own bitmap always holds the crate's. A slice of it (vm-memory makes one for every
+/// access: each descriptor read, each used-ring store) holds a share of it only once a log is
+/// installed: the crate's slice clones an `Arc`, and those two atomic operations per access were
+/// the largest part of what the dirty log cost a worker that never migrates (docs/performance.md).
+/// A slice made before a log is installed marks nothing, like a write made before it; the
+/// replies that outlive their slice's making (a request split before SET_LOG_BASE, answered
+/// after) are marked by [`mark_written`] instead.
+#[derive(Clone, Debug)]
+pub struct LogBitmap(Option<BitmapMmapRegion>);
+
+impl Default for LogBitmap {
+    fn default() -> Self {
+        LogBitmap(Some(BitmapMmapRegion::default()))
+    }
+}
 
 impl Bitmap for LogBitmap {
     fn mark_dirty(&self, offset: usize, len: usize) {
-        self.0.mark_dirty(offset, len)
+        // The flag is set before the crate installs a log, so while it is false the crate
+        // would mark nothing either (and would take a read lock to find that out).
+        if let (Some(region), true) = (&self.0, installed()) {
+            region.mark_dirty(offset, len)
+        }
     }
 
     fn dirty_at(&self, offset: usize) -> bool {
-        self.0.dirty_at(offset)
+        self.0.as_ref().is_some_and(|r| r.dirty_at(offset))
     }
 
     fn slice_at(&self, offset: usize) -> <Self as WithBitmapSlice<'_>>::S {
-        LogBitmap(self.0.slice_at(offset))
+        match &self.0 {
+            Some(region) if installed() => LogBitmap(Some(region.slice_at(offset))),
+            _ => LogBitmap(None),
+        }
     }
 }
 
@@ -54,7 +75,7 @@ impl BitmapSlice for LogBitmap {}
 
 impl NewBitmap for LogBitmap {
     fn with_len(len: usize) -> Self {
-        LogBitmap(BitmapMmapRegion::with_len(len))
+        LogBitmap(Some(BitmapMmapRegion::with_len(len)))
     }
 }
 
@@ -62,7 +83,10 @@ impl BitmapReplace for LogBitmap {
     type InnerBitmap = CheckedLog;
 
     fn replace(&self, bitmap: CheckedLog) {
-        self.0.replace(bitmap.0)
+        // The crate replaces the bitmap of each region, never of a slice.
+        if let Some(region) = &self.0 {
+            region.replace(bitmap.0)
+        }
     }
 }
 
