@@ -44,16 +44,30 @@ fresh_share() {
   echo "$share"
 }
 
+# The comparison the guest made, from the run's results (the harness names its directory).
+compare() {
+  local dir
+  dir=$(sed -n 's/.* dir=\([^ ]*\).*/\1/p' "$1" | tail -1)
+  [ -n "$dir" ] && [ -f "$dir/results.txt" ] || { echo "error: no results for this run" >&2; return 1; }
+  log "comparison (share against ext4 in the same guest)"
+  grep -E '^@@VMFS check guest_pjd' "$dir/results.txt" | sed 's/^@@VMFS check guest_//'
+}
+
+# Both boots run even when the first fails, so one run shows every difference.
+rc=0
 log "pjdfstest in a guest: fsjail serve (defaults) against ext4"
 share=$(fresh_share)
 SHARED_DIR=$share GUEST_SCRIPT=.ci/guest/pjdfstest.sh NFILES=10 BIGMB=1 \
-  "$vm" "$fsjail" serve --socket-path {socket} --shared-dir {shared_dir}
+  "$vm" "$fsjail" serve --socket-path {socket} --shared-dir {shared_dir} | tee "$stage/serve.out" || rc=1
 rm -rf "$share"
+compare "$stage/serve.out" || rc=1
 
 log "pjdfstest in a guest: an unprivileged broker (uid 65534, ownership emulated) against ext4"
 share=$(fresh_share)
 sockdir=$(mktemp -d /tmp/fsjail-pjd-sock.XXXXXX)
 chown 65534:65534 "$sockdir"
 SHARED_DIR=$share SOCKET=$sockdir/vfs.sock GUEST_SCRIPT=.ci/guest/pjdfstest.sh NFILES=10 BIGMB=1 \
-  "$vm" .ci/fsjail-unpriv-backend.sh "$fsjail" {socket} {shared_dir}
+  "$vm" .ci/fsjail-unpriv-backend.sh "$fsjail" {socket} {shared_dir} | tee "$stage/unpriv.out" || rc=1
 rm -rf "$share" "$sockdir"
+compare "$stage/unpriv.out" || rc=1
+exit "$rc"
