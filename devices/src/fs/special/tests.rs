@@ -636,6 +636,10 @@ fn emulated_ownership_makes_guest_symlinks_stand_ins_that_can_change_owner() {
     let e = fs.symlink(&c, &cstr(target), ROOT_ID, &cstr("ln")).unwrap();
     assert_eq!(e.attr.st_mode, libc::S_IFLNK | 0o777);
     assert_eq!(e.attr.st_size, target.len() as i64);
+    assert_eq!(
+        e.attr.st_blocks, 0,
+        "a short target fits in the inode, as on ext4"
+    );
     let host = dir.path().join("ln");
     let m = std::fs::symlink_metadata(&host).unwrap();
     assert!(m.file_type().is_file(), "the host holds a regular file");
@@ -681,6 +685,22 @@ fn emulated_ownership_makes_guest_symlinks_stand_ins_that_can_change_owner() {
         .unwrap();
     let l2 = fs.link(&c, e.inode, ROOT_ID, &cstr("hard")).unwrap();
     assert_eq!(l2.attr.st_mode, libc::S_IFLNK | 0o777);
+    // The host file's blocks get allocated by now (a sync forces it); the guest's do not move.
+    // SAFETY: sync takes no arguments.
+    unsafe { libc::sync() };
+    let moved = fs.lookup(&c, ROOT_ID, &cstr("moved")).unwrap();
+    assert_eq!(
+        (moved.attr.st_blocks, moved.attr.st_size),
+        (0, target.len() as i64)
+    );
+    let long = "d/".repeat(50);
+    let l = fs
+        .symlink(&c, &cstr(&long), ROOT_ID, &cstr("long-target"))
+        .unwrap();
+    assert_eq!(
+        l.attr.st_blocks, 8,
+        "a 100-byte target takes a block, as on ext4"
+    );
     assert_eq!(fs.readlink(&c, l2.inode).unwrap(), target.as_bytes());
 
     // Empty and overlong targets are refused as symlink(2) refuses them.
