@@ -221,8 +221,10 @@ fn run_daemon(data: &[u8]) {
         .start_client(sh.sock.to_str().unwrap())
         .expect("start_client");
     let (conn, _) = listener.accept().expect("accept the daemon");
-    sh.ram.set_len(0).unwrap();
-    sh.ram.set_len(RAM_SIZE).unwrap();
+    // Guest RAM starts zeroed. Overwritten, not truncated and regrown: a queue thread of the
+    // previous input's daemon may still be winding down with this file mapped, and a read of
+    // a truncated shared mapping is SIGBUS.
+    sh.ram.write_all_at(&vec![0u8; RAM_SIZE as usize], 0).unwrap();
     let kick = EventFd::new(EFD_NONBLOCK).unwrap();
     let call = EventFd::new(EFD_NONBLOCK).unwrap();
 

@@ -308,10 +308,17 @@ where
     /// Refuses a table with a region past the end of its file (see [`memory::check_backing`]):
     /// the error ends the connection before any later message touches the memory, and the
     /// queue threads get no memory to touch.
+    ///
+    /// The queue threads get a copy of the table, never the crate's shared `mem`: the crate
+    /// installs a new table in `mem` before it asks us, so a queue thread still serving from
+    /// `mem` would read a refused region (SIGBUS past the end of its file) in that window. The
+    /// `vhost_user_messages` fuzz target found it. The copy shares the regions (and their
+    /// dirty bitmaps), so a table stays mapped while a thread still uses it.
     fn update_memory(&self, mem: GuestMemoryAtomic<GuestMem>) -> io::Result<()> {
-        let checked = memory::check_backing(&vm_memory::GuestAddressSpace::memory(&mem));
+        let table = vm_memory::GuestAddressSpace::memory(&mem).into_inner();
+        let checked = memory::check_backing(&table);
         let mem = match checked {
-            Ok(()) => Some(mem),
+            Ok(()) => Some(GuestMemoryAtomic::from(table)),
             Err(ref e) => {
                 error!("refusing the frontend's guest memory table: {e}");
                 None
