@@ -258,6 +258,11 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
     }
 
     fn readlink(&self, ctx: &Context, inode: u64) -> io::Result<Vec<u8>> {
+        // Only emulated ownership honours a symlink stand-in (its file is not empty, see
+        // `may_carry`): otherwise every link is a host link, and no stat is needed first.
+        if self.ownership != Ownership::Emulate {
+            return self.inner.readlink(ctx, inode);
+        }
         let (st, _) = self.inner.getattr(ctx, inode, None)?;
         match self.record_of(ctx, inode, &st) {
             Some(r) if r.kind == Kind::Symlink => self.read_target(inode, &st),
