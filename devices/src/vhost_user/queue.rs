@@ -63,23 +63,41 @@ where
     // turns every completion into a new available entry; without a bound this loop would never
     // return to the thread's event loop, which would then never see the exit event either.
     let mut budget = usize::from(vring.get_ref().get_queue().size()).max(1);
+    // Every ring access goes through the table the device checked, never through the vring's
+    // own memory (vhost-user-backend's shared object, which holds a new table before the device
+    // has accepted it): a ring read through a refused table gave SIGBUS, or an avail index that
+    // disagreed with the one `drain` saw and so "more work" forever.
+    let guard = mem.memory();
+    let guest: &GuestMem = &guard;
+    // Rounds in a row that served nothing although the ring said chains were waiting.
+    let mut empty_rounds = 0u8;
     loop {
         if event_idx {
-            if let Err(e) = vring.disable_notification() {
+            if let Err(e) = vring.get_mut().get_queue_mut().disable_notification(guest) {
                 return unusable(e);
             }
         }
+        let before = budget;
         if !drain(server, mem, vring, event_idx, &mut budget, tuning)? || !event_idx {
             // An unusable ring would make enable_notification report "more work" forever.
             break;
         }
+        empty_rounds = if budget == before { empty_rounds + 1 } else { 0 };
+        // One empty round is a race with the guest; two mean its avail index announces chains
+        // that cannot be popped, and asking again would only spin.
+        let stuck = empty_rounds >= 2;
         if let Some(p) = tuning.poller {
-            if poll_avail(mem, vring, p.window()) {
+            if !stuck && poll_avail(mem, vring, p.window()) {
                 continue;
             }
         }
-        match vring.enable_notification() {
-            Ok(true) => {}
+        let more = vring.get_mut().get_queue_mut().enable_notification(guest);
+        match more {
+            Ok(true) if !stuck => {}
+            Ok(true) => {
+                crate::guest_warn!("queue's avail index announces chains that cannot be popped");
+                break;
+            }
             Ok(false) => break,
             Err(e) => return unusable(e),
         }
@@ -179,7 +197,7 @@ where
         let chain = {
             let mut state = vring.get_mut();
             if let Some((head, used)) = finished.take() {
-                match state.add_used(head, used) {
+                match state.get_queue_mut().add_used(guest, head, used) {
                     Ok(()) => {
                         served += 1;
                         // With EVENT_IDX the guest says which used index it wants to hear
@@ -188,7 +206,7 @@ where
                         // still being served (a signal only at the end of the batch made guest
                         // and device take turns).
                         if event_idx {
-                            match state.needs_notification() {
+                            match state.get_queue_mut().needs_notification(guest) {
                                 Ok(true) => state.signal_used_queue()?,
                                 Ok(false) => {}
                                 Err(e) => {
@@ -329,8 +347,8 @@ where
             keys,
             mode,
             Box::new(move || {
-                let used = detached.serve(&server);
-                complete(&vring, head, used, event_idx);
+                let (used, mem) = detached.serve(&server);
+                complete(&vring, &mem, head, used, event_idx);
             }),
         );
     }
@@ -346,8 +364,9 @@ struct Detached {
 }
 
 impl Detached {
-    /// Serves the request; the memory is let go only after the reader and writer.
-    fn serve<F>(self, server: &Server<F>) -> usize
+    /// Serves the request; returns its used length and the memory, let go of the reader and
+    /// writer first, for returning the chain to the used ring.
+    fn serve<F>(self, server: &Server<F>) -> (usize, Arc<GuestMem>)
     where
         F: FileSystem<Inode = u64, Handle = u64> + Sync,
     {
@@ -360,8 +379,7 @@ impl Detached {
         let used = server.handle(reader, writer);
         // Before the chain goes to the used ring, as on the queue thread.
         dirty_log::mark_written(&*_mem, &written);
-        drop(_mem);
-        used
+        (used, _mem)
     }
 }
 
@@ -372,15 +390,18 @@ impl Detached {
 unsafe impl Send for Detached {}
 
 /// Returns a chain served on the pool to the used ring and notifies the guest if it wants it.
-/// Runs on a pool thread; the ring's lock orders it with the queue thread's own returns.
-fn complete(vring: &Vring, head: u16, used: usize, event_idx: bool) {
+/// Runs on a pool thread; the ring's lock orders it with the queue thread's own returns. The
+/// used ring is written through `mem`, the table the chain was split against (see
+/// `process_with` for why never the vring's own).
+fn complete(vring: &Vring, mem: &GuestMem, head: u16, used: usize, event_idx: bool) {
     let mut state = vring.get_mut();
-    if let Err(e) = state.add_used(head, u32::try_from(used).unwrap_or(0)) {
+    let queue = state.get_queue_mut();
+    if let Err(e) = queue.add_used(mem, head, u32::try_from(used).unwrap_or(0)) {
         crate::guest_warn!("cannot return descriptor chain {head}: {e}");
         return;
     }
     let notify = if event_idx {
-        match state.needs_notification() {
+        match queue.needs_notification(mem) {
             Ok(n) => n,
             Err(e) => {
                 crate::guest_warn!("queue not usable until the guest fixes its ring: {e}");
@@ -559,5 +580,62 @@ mod tests {
         // SAFETY: reads 8 bytes into a live local buffer from the eventfd we hold.
         let n = unsafe { libc::read(observer.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
         assert_eq!(n, 8, "the queue was not re-kicked");
+    }
+
+    /// The vring's own memory object (vhost-user-backend's, which holds a frontend's new table
+    /// before the device accepted or refused it) disagrees with the table the device checked:
+    /// the queue thread serves through the checked one only. It used to ask the vring's object
+    /// whether more chains were waiting, got "yes" from the other table while the checked one
+    /// had none, and spun, so the worker never exited (a rare hang of attacks_transport's
+    /// refused-table test; with a table past the end of its file, a SIGBUS).
+    #[test]
+    fn the_queue_thread_never_reads_the_rings_through_the_vrings_own_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = SharePolicy::new(
+            new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
+            false,
+        );
+        let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
+        let checked = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
+        let mock = MockSplitQueue::new(&checked, SIZE);
+        checked.write_slice(&request(), GuestAddress(REQ)).unwrap();
+        let descs = [
+            RawDescriptor::from(Descriptor::new(REQ, 56, 1, 1)),
+            RawDescriptor::from(Descriptor::new(REPLY, 4096, WRITE, 0)),
+        ];
+        for (i, d) in descs.iter().enumerate() {
+            mock.desc_table().store(i as u16, *d).unwrap();
+        }
+        let (avail, used) = (mock.avail_addr(), mock.used_addr());
+        checked.write_obj(0u16, avail.unchecked_add(4)).unwrap();
+        checked.write_obj(1u16, avail.unchecked_add(2)).unwrap();
+        // The other table: same layout, other pages, whose avail index says 9 chains wait.
+        let other = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
+        other.write_obj(9u16, avail.unchecked_add(2)).unwrap();
+        let vring = VringRwLock::new(GuestMemoryAtomic::new(other.clone()), SIZE).unwrap();
+        vring
+            .set_queue_info(mock.desc_table_addr().0, avail.0, used.0)
+            .unwrap();
+        vring.set_queue_size(SIZE);
+        vring.set_queue_ready(true);
+        vring.set_queue_event_idx(true);
+
+        let atomic = GuestMemoryAtomic::new(checked.clone());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (s2, a2, v2) = (server.clone(), atomic.clone(), vring.clone());
+        std::thread::spawn(move || {
+            let r = process(&s2, &a2, &v2, true);
+            let _ = done_tx.send(r.is_ok());
+        });
+        let ok = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("process() never returned: the queue thread spins");
+        assert!(ok);
+        let used_idx: u16 = checked.read_obj(used.unchecked_add(2)).unwrap();
+        assert_eq!(used_idx, 1, "the chain went back through the checked table");
+        let reply: [u8; 16] = checked.read_obj(GuestAddress(REPLY)).unwrap();
+        assert_eq!(u64::from_le_bytes(reply[8..16].try_into().unwrap()), 7);
+        let untouched: u16 = other.read_obj(used.unchecked_add(2)).unwrap();
+        assert_eq!(untouched, 0, "nothing was written through the other table");
     }
 }
