@@ -82,7 +82,11 @@ where
             // An unusable ring would make enable_notification report "more work" forever.
             break;
         }
-        empty_rounds = if budget == before { empty_rounds + 1 } else { 0 };
+        empty_rounds = if budget == before {
+            empty_rounds + 1
+        } else {
+            0
+        };
         // One empty round is a race with the guest; two mean its avail index announces chains
         // that cannot be popped, and asking again would only spin.
         let stuck = empty_rounds >= 2;
