@@ -230,22 +230,6 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Emulation<F> {
             })
     }
 
-    /// A guest `mknod` of a device (or, with emulated ownership, a FIFO or socket): an empty
-    /// regular file, mode 0600, with the node recorded.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn mknod_device(
-        &self,
-        ctx: &Context,
-        parent: u64,
-        name: &CStr,
-        kind: Kind,
-        mode: u32,
-        rdev: u32,
-        umask: u32,
-    ) -> io::Result<Entry> {
-        self.make_standin(ctx, parent, name, kind, mode & !umask, rdev, &[])
-    }
-
     /// Makes a regular host file, mode 0600, owned by the worker, holding `content`, with a
     /// record of `kind`, permission bits `mode` and device `rdev`; the owner recorded is the
     /// guest's (see [`Self::create_as_guest`]). On any failure nothing is left behind.

@@ -92,6 +92,25 @@ fn guest_dev(major: u32, minor: u32) -> u32 {
     (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
 }
 
+/// A guest chown: SETATTR of the owner, and of the group when given; returns the attributes
+/// of the reply.
+fn chown<F: FileSystem<Inode = u64, Handle = u64>>(
+    fs: &F,
+    inode: u64,
+    uid: u32,
+    gid: Option<u32>,
+) -> stat64 {
+    // SAFETY: stat64 is plain integers.
+    let mut attr: stat64 = unsafe { std::mem::zeroed() };
+    attr.st_uid = uid;
+    let mut valid = SetattrValid::UID;
+    if let Some(gid) = gid {
+        attr.st_gid = gid;
+        valid |= SetattrValid::GID;
+    }
+    fs.setattr(&ctx(), inode, attr, None, valid).unwrap().0
+}
+
 fn mknod_chr(fs: &Fs, name: &str, perm: u32) -> Entry {
     fs.mknod(
         &ctx(),
@@ -204,17 +223,7 @@ fn chmod_chown_times_link_rename_unlink_act_on_the_emulated_node() {
         .unwrap();
     assert_device(&st, libc::S_IFCHR, 0o4640, 4, 1);
 
-    attr.st_uid = 65533;
-    attr.st_gid = 65532;
-    let (st, _) = fs
-        .setattr(
-            &c,
-            e.inode,
-            attr,
-            None,
-            SetattrValid::UID | SetattrValid::GID,
-        )
-        .unwrap();
+    let st = chown(&fs, e.inode, 65533, Some(65532));
     assert_eq!((st.st_uid, st.st_gid), (65533, 65532));
     assert_device(&st, libc::S_IFCHR, 0o4640, 4, 1);
 
@@ -499,17 +508,14 @@ fn emulated_ownership_records_what_the_host_cannot_hold() {
         )
         .unwrap()
         .0;
-    // SAFETY: stat64 is plain integers.
-    let mut attr: stat64 = unsafe { std::mem::zeroed() };
-    attr.st_uid = 65533;
-    let (st, _) = fs
-        .setattr(&c, f.inode, attr, None, SetattrValid::UID)
-        .unwrap();
+    let st = chown(&fs, f.inode, 65533, None);
     assert_eq!((st.st_uid, st.st_mode), (65533, libc::S_IFREG | 0o666));
     let host = dir.path().join("f");
     let m = std::fs::metadata(&host).unwrap();
     assert_eq!(m.uid(), c.uid, "the host file stays the worker's");
     assert_eq!(m.mode() & 0o7777, 0o644, "no group/other write on the host");
+    // SAFETY: stat64 is plain integers.
+    let mut attr: stat64 = unsafe { std::mem::zeroed() };
     attr.st_mode = 0o4755;
     let (st, _) = fs
         .setattr(&c, f.inode, attr, None, SetattrValid::MODE)
@@ -521,25 +527,12 @@ fn emulated_ownership_records_what_the_host_cannot_hold() {
         "setuid is the guest's only"
     );
     // Back to the host's owner: the record goes, the host holds the mode.
-    attr.st_uid = c.uid;
-    let (st, _) = fs
-        .setattr(&c, f.inode, attr, None, SetattrValid::UID)
-        .unwrap();
+    let st = chown(&fs, f.inode, c.uid, None);
     assert_eq!((st.st_uid, st.st_mode & 0o7777), (c.uid, 0o4755));
     assert_eq!(host_record(&host), None);
     // A directory too.
     let d = fs.mkdir(&c, ROOT_ID, &cstr("d"), 0o1777, 0).unwrap();
-    attr.st_uid = 65534;
-    attr.st_gid = 65534;
-    let (st, _) = fs
-        .setattr(
-            &c,
-            d.inode,
-            attr,
-            None,
-            SetattrValid::UID | SetattrValid::GID,
-        )
-        .unwrap();
+    let st = chown(&fs, d.inode, 65534, Some(65534));
     assert_eq!(
         (st.st_uid, st.st_gid, st.st_mode),
         (65534, 65534, libc::S_IFDIR | 0o1777)
@@ -573,10 +566,7 @@ fn emulated_ownership_records_what_the_host_cannot_hold() {
         .unwrap();
     assert_eq!(fifo.attr.st_mode, libc::S_IFIFO | 0o640);
     assert_plain_host_file(&dir.path().join("fifo"));
-    attr.st_uid = 65533;
-    let (st, _) = fs
-        .setattr(&c, fifo.inode, attr, None, SetattrValid::UID)
-        .unwrap();
+    let st = chown(&fs, fifo.inode, 65533, None);
     assert_eq!((st.st_uid, st.st_mode), (65533, libc::S_IFIFO | 0o640));
     assert_eq!(
         errno(fs.open(&c, fifo.inode, libc::O_RDONLY as u32, 0)),
@@ -652,19 +642,7 @@ fn emulated_ownership_makes_guest_symlinks_stand_ins_that_can_change_owner() {
     assert_eq!(fs.readlink(&c, e.inode).unwrap(), target.as_bytes());
 
     // lchown to an id the host cannot hold, then look it up afresh.
-    // SAFETY: stat64 is plain integers.
-    let mut attr: stat64 = unsafe { std::mem::zeroed() };
-    attr.st_uid = 65533;
-    attr.st_gid = 65532;
-    let (st, _) = fs
-        .setattr(
-            &c,
-            e.inode,
-            attr,
-            None,
-            SetattrValid::UID | SetattrValid::GID,
-        )
-        .unwrap();
+    let st = chown(&fs, e.inode, 65533, Some(65532));
     assert_eq!(
         (st.st_uid, st.st_gid, st.st_mode),
         (65533, 65532, libc::S_IFLNK | 0o777)

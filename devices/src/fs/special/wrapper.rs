@@ -215,8 +215,9 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Emulation<F> {
                 self.ownership == Ownership::Emulate
             };
             if emulate {
+                // An empty stand-in with the node recorded.
                 let rdev = if kind.is_device() { rdev } else { 0 };
-                return self.mknod_device(ctx, parent, name, kind, mode, rdev, umask);
+                return self.make_standin(ctx, parent, name, kind, mode & !umask, rdev, &[]);
             }
         }
         let (mut entry, uid, gid) = self.create_as_guest(ctx, |c| {
