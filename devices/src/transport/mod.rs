@@ -111,16 +111,16 @@ where
 }
 
 /// [`split_chain`], also recording in `written` the guest range of every device-writable
-/// descriptor, for the dirty-page log (`crate::vhost_user` marks them after the reply).
-pub fn split_chain_logged<'a, M, T>(
+/// descriptor, for the dirty-page log (`crate::vhost_user` marks them after the reply). Takes
+/// any descriptor sequence, so the queue loop can count what a chain made it walk.
+pub fn split_chain_logged<'a, M, I>(
     mem: &'a M,
-    chain: DescriptorChain<T>,
+    chain: I,
     written: &mut crate::vhost_user::dirty_log::Written,
 ) -> Result<(Reader<'a>, Writer<'a>)>
 where
     M: GuestMemory + ?Sized,
-    T: Deref,
-    T::Target: GuestMemory,
+    I: IntoIterator<Item = Descriptor>,
 {
     split_descriptors(mem, chain, MAX_DESCRIPTORS, Some(written))
 }

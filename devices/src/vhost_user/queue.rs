@@ -59,10 +59,13 @@ where
     if let Some(p) = tuning.poller {
         p.woken();
     }
-    // One ring's worth of chains per call. A guest that lays its used ring over its avail ring
-    // turns every completion into a new available entry; without a bound this loop would never
-    // return to the thread's event loop, which would then never see the exit event either.
-    let mut budget = usize::from(vring.get_ref().get_queue().size()).max(1);
+    // One ring's worth of chains per call, and at most `DESCRIPTORS_PER_WAKE` descriptors
+    // walked. A guest that lays its used ring over its avail ring turns every completion into a
+    // new available entry; one that fills a large ring with chains of thousands of descriptors
+    // makes each pop walk them all (a ring of 32768 such chains was over a billion descriptor
+    // reads). Without the bounds this loop would not return to the thread's event loop for
+    // seconds or forever, and the thread would not see the exit event either.
+    let mut budget = Budget::new(vring.get_ref().get_queue().size());
     // Every ring access goes through the table the device checked, never through the vring's
     // own memory (vhost-user-backend's shared object, which holds a new table before the device
     // has accepted it): a ring read through a refused table gave SIGBUS, or an avail index that
@@ -77,12 +80,12 @@ where
                 return unusable(e);
             }
         }
-        let before = budget;
+        let before = budget.chains;
         if !drain(server, mem, vring, event_idx, &mut budget, tuning)? || !event_idx {
             // An unusable ring would make enable_notification report "more work" forever.
             break;
         }
-        empty_rounds = if budget == before {
+        empty_rounds = if budget.chains == before {
             empty_rounds + 1
         } else {
             0
@@ -106,7 +109,7 @@ where
             Err(e) => return unusable(e),
         }
     }
-    if budget == 0 {
+    if budget.spent() {
         rekick(vring);
     }
     if let Some(p) = tuning.poller {
@@ -171,14 +174,40 @@ fn unusable(e: virtio_queue::Error) -> io::Result<()> {
     Ok(())
 }
 
-/// Serves available chains, at most `budget` of them (counted down). `Ok(false)` when the
-/// ring is unusable (see [`unusable`]) or the budget is spent.
+/// What one wake-up of a queue thread may still do before it gives its event loop a turn.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// Chains still to pop.
+    chains: usize,
+    /// Descriptors still to walk (a chain is walked whole, so one chain may overdraw it).
+    descriptors: usize,
+}
+
+/// Descriptors one wake-up may walk: a few milliseconds of work, hundreds of full-size 1 MiB
+/// requests in 4 KiB pages, far more than a ring of ordinary chains holds.
+const DESCRIPTORS_PER_WAKE: usize = 65_536;
+
+impl Budget {
+    fn new(queue_size: u16) -> Self {
+        Budget {
+            chains: usize::from(queue_size).max(1),
+            descriptors: DESCRIPTORS_PER_WAKE,
+        }
+    }
+
+    fn spent(&self) -> bool {
+        self.chains == 0 || self.descriptors == 0
+    }
+}
+
+/// Serves available chains within `budget` (counted down). `Ok(false)` when the ring is
+/// unusable (see [`unusable`]) or the budget is spent.
 fn drain<F>(
     server: &Arc<Server<F>>,
     mem: &GuestMemoryAtomic<GuestMem>,
     vring: &Vring,
     event_idx: bool,
-    budget: &mut usize,
+    budget: &mut Budget,
     tuning: Tuning<'_>,
 ) -> io::Result<bool>
 where
@@ -225,7 +254,7 @@ where
                     Err(e) => crate::guest_warn!("cannot return descriptor chain {head}: {e}"),
                 }
             }
-            if *budget == 0 {
+            if budget.spent() {
                 break;
             }
             match state.get_queue_mut().iter(guest) {
@@ -238,11 +267,15 @@ where
             }
         };
         let Some(chain) = chain else { break };
-        *budget -= 1;
+        budget.chains -= 1;
         let head = chain.head_index();
         // The writable descriptors, to mark in the dirty log after the reply is written.
         let mut written = Written::new();
-        let used = match split_chain_logged(guest, chain, &mut written) {
+        let mut walked = 0usize;
+        let descriptors = chain.inspect(|_| walked += 1);
+        let split = split_chain_logged(guest, descriptors, &mut written);
+        budget.descriptors = budget.descriptors.saturating_sub(walked);
+        let used = match split {
             Ok((reader, writer)) => match tuning.pool {
                 None => {
                     let used = server.handle(reader, writer);
@@ -276,7 +309,7 @@ where
     if !event_idx && served > 0 {
         vring.signal_used_queue()?;
     }
-    Ok(usable && *budget > 0)
+    Ok(usable && !budget.spent())
 }
 
 /// One chain about to be served, and what is needed to serve it elsewhere.
@@ -641,5 +674,80 @@ mod tests {
         assert_eq!(u64::from_le_bytes(reply[8..16].try_into().unwrap()), 7);
         let untouched: u16 = other.read_obj(used.unchecked_add(2)).unwrap();
         assert_eq!(untouched, 0, "nothing was written through the other table");
+    }
+
+    /// Chains of tens of thousands of descriptors (an indirect table whose entries all say
+    /// NEXT) in every slot of the ring: one wake-up walks at most `DESCRIPTORS_PER_WAKE` of
+    /// them, then re-kicks its queue and returns (found by the vhost_user_messages fuzz target: a
+    /// ring of 32768 such chains kept the queue thread in one wake-up for minutes, so the worker
+    /// did not exit when the frontend left).
+    #[test]
+    fn one_wake_up_walks_a_bounded_number_of_descriptors() {
+        use std::os::fd::FromRawFd;
+
+        const TABLE: u64 = 0x10_0000;
+        const ENTRIES: u64 = 65_535;
+        let dir = tempfile::tempdir().unwrap();
+        let fs = SharePolicy::new(
+            new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
+            false,
+        );
+        let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
+        let mock = MockSplitQueue::new(&mem, SIZE);
+        // Head 0 is an indirect table of 65535 readable descriptors, each naming the next.
+        const NEXT: u16 = 1;
+        const INDIRECT: u16 = 4;
+        let head = Descriptor::new(TABLE, (ENTRIES * 16) as u32, INDIRECT, 0);
+        mock.desc_table()
+            .store(0, RawDescriptor::from(head))
+            .unwrap();
+        for i in 0..ENTRIES {
+            let d = Descriptor::new(REQ, 0, NEXT, (i + 1) as u16);
+            mem.write_obj(RawDescriptor::from(d), GuestAddress(TABLE + 16 * i))
+                .unwrap();
+        }
+        // Every avail slot names head 0.
+        let avail = mock.avail_addr();
+        for slot in 0..u64::from(SIZE) {
+            mem.write_obj(0u16, avail.unchecked_add(4 + 2 * slot))
+                .unwrap();
+        }
+        mem.write_obj(SIZE, avail.unchecked_add(2)).unwrap();
+        let atomic = GuestMemoryAtomic::new(mem.clone());
+        let vring = VringRwLock::new(atomic.clone(), SIZE).unwrap();
+        vring
+            .set_queue_info(mock.desc_table_addr().0, avail.0, mock.used_addr().0)
+            .unwrap();
+        vring.set_queue_size(SIZE);
+        vring.set_queue_ready(true);
+        // SAFETY: eventfd(2) returns a fresh descriptor (checked), owned by the File at once.
+        let kick = unsafe {
+            let fd = libc::eventfd(0, libc::EFD_NONBLOCK);
+            assert!(fd >= 0);
+            std::fs::File::from_raw_fd(fd)
+        };
+        let observer = kick.try_clone().unwrap();
+        vring.set_kick(Some(kick));
+
+        process(&server, &atomic, &vring, false).unwrap();
+        // Each chain walks MAX_DESCRIPTORS (32768) before it is refused as too long, so the
+        // budget of one wake-up covers two of them.
+        let per_chain = crate::transport::MAX_DESCRIPTORS;
+        let expect = super::DESCRIPTORS_PER_WAKE.div_ceil(per_chain) as u16;
+        let used: u16 = mem.read_obj(mock.used_addr().unchecked_add(2)).unwrap();
+        assert_eq!(used, expect, "a bounded walk, then a pause");
+        let mut count = [0u8; 8];
+        // SAFETY: reads 8 bytes into a live local buffer from the eventfd we hold.
+        let n = unsafe { libc::read(observer.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+        assert_eq!(n, 8, "the queue was not re-kicked");
+        // The next wake-ups serve the rest.
+        while mem
+            .read_obj::<u16>(mock.used_addr().unchecked_add(2))
+            .unwrap()
+            < SIZE
+        {
+            process(&server, &atomic, &vring, false).unwrap();
+        }
     }
 }
