@@ -10,6 +10,8 @@ mod pool;
 #[cfg(test)]
 mod pool_tests;
 mod queue;
+#[cfg(test)]
+mod queue_tests;
 mod route;
 
 pub use pool::MAX_POOL_THREADS;
