@@ -506,3 +506,75 @@ fn a_used_ring_over_the_avail_ring_does_not_pin_the_worker() {
     assert_no_worker_crash(&b, "overlapping rings");
     sentinel.assert_unchanged("overlapping rings");
 }
+
+/// Every slot of a 32768-entry ring names one chain of 65,535 indirect descriptors, each with
+/// NEXT set: every pop walks 32,768 descriptors before the chain is refused as too long (found
+/// by the `vhost_user_messages` campaign). One wake-up of the queue thread used to pop the whole
+/// ring, about a billion descriptor reads, and the worker did not exit when the frontend left.
+/// Now a wake-up walks a bounded number and returns to its event loop: the other queue serves
+/// meanwhile and the worker follows the frontend out.
+#[test]
+fn a_ring_of_endless_chains_does_not_hold_the_queue_thread() {
+    const ENTRIES: u64 = 65_535;
+    let cfg = Config {
+        num_request_queues: Some(2),
+        ..Config::default()
+    };
+    let b = Arena::backend(&cfg);
+    let s = b.session_with(Options {
+        num_request_queues: 2,
+        queue_size: 32768,
+        extra_features: INDIRECT_DESC,
+        ..b.options()
+    });
+    s.set_timeout(Duration::from_secs(5));
+    let mut a = Arena::with(b, s);
+    a.verify("setup");
+    let dev = a.s.device().clone();
+    let ram = dev.ram().clone();
+    let q = dev.queue(2).unwrap();
+    assert_eq!(q.size(), 32768);
+    // A zeroed byte for every descriptor to point at, then the table.
+    let byte = ram.alloc(1, 64).unwrap();
+    let mut table = Vec::with_capacity(ENTRIES as usize * 16);
+    for i in 0..ENTRIES {
+        let d = Descriptor {
+            addr: byte.addr(),
+            len: 1,
+            flags: VIRTQ_DESC_F_NEXT,
+            next: (i + 1) as u16,
+        };
+        table.extend_from_slice(d.as_slice());
+    }
+    let table = ram.alloc_with(&table).unwrap();
+    q.write_desc(
+        0,
+        Descriptor {
+            addr: table.addr(),
+            len: (ENTRIES * 16) as u32,
+            flags: VIRTQ_DESC_F_INDIRECT,
+            next: 0,
+        },
+    )
+    .unwrap();
+    for _ in 0..q.size() {
+        q.publish_raw(0).unwrap();
+    }
+    q.kick().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_worker_crash(&a.b, "endless chains");
+    // Queue 1 is on its own thread and unaffected.
+    let (bytes, unique) = request(Opcode::Lookup, ROOT_ID, &[&cname(b"probe")]);
+    let r = a.s.send_raw(1, &[&bytes], &[4096]).unwrap();
+    assert_eq!(r.bytes[8..16], unique.to_le_bytes());
+    // The frontend leaves: the worker must follow.
+    drop((table, byte));
+    let Arena { mut b, s, sentinel } = a;
+    drop((s, dev));
+    let status = b
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the worker still runs after the frontend left\n{}", b.log()));
+    assert!(status.code().is_some(), "{status}");
+    assert_no_worker_crash(&b, "endless chains");
+    sentinel.assert_unchanged("endless chains");
+}
