@@ -12,17 +12,105 @@ use virtio_queue::desc::RawDescriptor;
 use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemoryAtomic};
 
-use std::os::fd::AsRawFd;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::Path;
+use std::time::Duration;
 
 use super::queue::process;
 use crate::fs::{new_passthrough, ShareOptions, SharePolicy};
 use crate::fuse::abi::{GetattrIn, InHeader, Opcode};
 use crate::fuse::server::{Server, ServerOptions};
+use fuse_backend_rs::passthrough::PassthroughFs;
 
 const SIZE: u16 = 16;
 const REQ: u64 = 0x10000;
 const REPLY: u64 = 0x20000;
 const WRITE: u16 = 2;
+
+type TestServer = Arc<Server<SharePolicy<PassthroughFs>>>;
+
+/// A FUSE server over a passthrough share of `dir`.
+fn server(dir: &Path) -> TestServer {
+    let fs = SharePolicy::new(new_passthrough(&ShareOptions::new(dir)).unwrap(), false);
+    Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap())
+}
+
+/// A ready vring of `SIZE` entries at those addresses, whose own memory object is `mem`.
+fn ready_vring(mem: &GuestMemoryMmap, desc: u64, avail: u64, used: u64) -> VringRwLock {
+    let vring = VringRwLock::new(GuestMemoryAtomic::new(mem.clone()), SIZE).unwrap();
+    vring.set_queue_info(desc, avail, used).unwrap();
+    vring.set_queue_size(SIZE);
+    vring.set_queue_ready(true);
+    vring
+}
+
+/// A ready vring on `mock`'s rings.
+fn mock_vring(mem: &GuestMemoryMmap, mock: &MockSplitQueue<GuestMemoryMmap>) -> VringRwLock {
+    ready_vring(
+        mem,
+        mock.desc_table_addr().0,
+        mock.avail_addr().0,
+        mock.used_addr().0,
+    )
+}
+
+/// Gives `vring` a kick eventfd and returns another handle on it, to see re-kicks.
+fn watch_kicks(vring: &VringRwLock) -> File {
+    // SAFETY: eventfd(2) returns a fresh descriptor (checked), owned by the File at once.
+    let kick = unsafe {
+        let fd = libc::eventfd(0, libc::EFD_NONBLOCK);
+        assert!(fd >= 0);
+        File::from_raw_fd(fd)
+    };
+    let observer = kick.try_clone().unwrap();
+    vring.set_kick(Some(kick));
+    observer
+}
+
+/// Whether the queue kicked itself since the last look.
+fn was_rekicked(observer: &File) -> bool {
+    let mut count = [0u8; 8];
+    // SAFETY: reads 8 bytes into a live local buffer from the eventfd we hold.
+    let n = unsafe { libc::read(observer.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+    n == 8
+}
+
+/// Runs one wake-up of the queue loop on another thread; fails the test if it has not
+/// returned within 10 seconds (a queue thread that spins).
+fn process_within_limit(
+    server: &TestServer,
+    mem: &GuestMemoryMmap,
+    vring: &VringRwLock,
+    event_idx: bool,
+) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (s2, a2, v2) = (
+        server.clone(),
+        GuestMemoryAtomic::new(mem.clone()),
+        vring.clone(),
+    );
+    std::thread::spawn(move || {
+        let r = process(&s2, &a2, &v2, event_idx);
+        let _ = done_tx.send(r.is_ok());
+    });
+    let ok = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("process() never returned: the queue thread spins");
+    assert!(ok);
+}
+
+/// Posts the GETATTR request and a reply buffer as chain 0 of `mock`'s table.
+fn post_getattr(mem: &GuestMemoryMmap, mock: &MockSplitQueue<GuestMemoryMmap>) {
+    mem.write_slice(&request(), GuestAddress(REQ)).unwrap();
+    let descs = [
+        RawDescriptor::from(Descriptor::new(REQ, 56, 1, 1)),
+        RawDescriptor::from(Descriptor::new(REPLY, 4096, WRITE, 0)),
+    ];
+    for (i, d) in descs.iter().enumerate() {
+        mock.desc_table().store(i as u16, *d).unwrap();
+    }
+}
 
 fn request() -> Vec<u8> {
     let h = InHeader {
@@ -40,32 +128,12 @@ fn request() -> Vec<u8> {
 #[test]
 fn a_broken_ring_does_not_end_the_queue_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = SharePolicy::new(
-        new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
-        false,
-    );
-    let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
+    let server = server(dir.path());
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
     let mock = MockSplitQueue::new(&mem, SIZE);
-    mem.write_slice(&request(), GuestAddress(REQ)).unwrap();
-    let descs = [
-        RawDescriptor::from(Descriptor::new(REQ, 56, 1, 1)),
-        RawDescriptor::from(Descriptor::new(REPLY, 4096, WRITE, 0)),
-    ];
-    for (i, d) in descs.iter().enumerate() {
-        mock.desc_table().store(i as u16, *d).unwrap();
-    }
+    post_getattr(&mem, &mock);
     let atomic = GuestMemoryAtomic::new(mem.clone());
-    let vring = VringRwLock::new(atomic.clone(), SIZE).unwrap();
-    vring
-        .set_queue_info(
-            mock.desc_table_addr().0,
-            mock.avail_addr().0,
-            mock.used_addr().0,
-        )
-        .unwrap();
-    vring.set_queue_size(SIZE);
-    vring.set_queue_ready(true);
+    let vring = mock_vring(&mem, &mock);
     let avail = mock.avail_addr();
     let used = mock.used_addr();
     let used_idx = || mem.read_obj::<u16>(used.unchecked_add(2)).unwrap();
@@ -102,14 +170,8 @@ fn a_broken_ring_does_not_end_the_queue_thread() {
 /// worker spun forever, even after the frontend left).
 #[test]
 fn overlapping_rings_do_not_spin_the_queue_thread() {
-    use std::os::fd::FromRawFd;
-
     let dir = tempfile::tempdir().unwrap();
-    let fs = SharePolicy::new(
-        new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
-        false,
-    );
-    let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
+    let server = server(dir.path());
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
     // A chain outside guest memory: returned with nothing written, its used element is
     // all zeros, so the avail entries it overwrites all name head 0 again.
@@ -121,19 +183,8 @@ fn overlapping_rings_do_not_spin_the_queue_thread() {
         mem.write_obj(*d, GuestAddress(0x1000 + 16 * i as u64))
             .unwrap();
     }
-    let atomic = GuestMemoryAtomic::new(mem.clone());
-    let vring = VringRwLock::new(atomic.clone(), SIZE).unwrap();
-    vring.set_queue_info(0x1000, 0x2000, 0x2000).unwrap();
-    vring.set_queue_size(SIZE);
-    vring.set_queue_ready(true);
-    // SAFETY: eventfd(2) returns a fresh descriptor (checked), owned by the File at once.
-    let kick = unsafe {
-        let fd = libc::eventfd(0, libc::EFD_NONBLOCK);
-        assert!(fd >= 0);
-        std::fs::File::from_raw_fd(fd)
-    };
-    let observer = kick.try_clone().unwrap();
-    vring.set_kick(Some(kick));
+    let vring = ready_vring(&mem, 0x1000, 0x2000, 0x2000);
+    let observer = watch_kicks(&vring);
     // avail: flags 0, idx 1, ring[0] = head 0; the used index is the same two bytes, and
     // the device's used count is one ahead of its avail count (as a SET_VRING_ADDR that
     // read a used index of 1 leaves it): every completion makes the next chain available.
@@ -141,23 +192,11 @@ fn overlapping_rings_do_not_spin_the_queue_thread() {
         .unwrap();
     virtio_queue::QueueT::set_next_used(vring.get_mut().get_queue_mut(), 1);
 
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let (s2, a2, v2) = (server.clone(), atomic.clone(), vring.clone());
-    std::thread::spawn(move || {
-        let r = process(&s2, &a2, &v2, false);
-        let _ = done_tx.send(r.is_ok());
-    });
-    let ok = done_rx
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("process() never returned: the queue thread spins");
-    assert!(ok);
+    process_within_limit(&server, &mem, &vring, false);
     // It stopped after one ring's worth and asked to be woken again.
     let used: u16 = mem.read_obj(GuestAddress(0x2002)).unwrap();
     assert_eq!(used, SIZE + 1, "one ring's worth, then a pause");
-    let mut count = [0u8; 8];
-    // SAFETY: reads 8 bytes into a live local buffer from the eventfd we hold.
-    let n = unsafe { libc::read(observer.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
-    assert_eq!(n, 8, "the queue was not re-kicked");
+    assert!(was_rekicked(&observer), "the queue was not re-kicked");
 }
 
 /// The vring's own memory object (vhost-user-backend's, which holds a frontend's new table
@@ -169,46 +208,20 @@ fn overlapping_rings_do_not_spin_the_queue_thread() {
 #[test]
 fn the_queue_thread_never_reads_the_rings_through_the_vrings_own_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = SharePolicy::new(
-        new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
-        false,
-    );
-    let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
+    let server = server(dir.path());
     let checked = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
     let mock = MockSplitQueue::new(&checked, SIZE);
-    checked.write_slice(&request(), GuestAddress(REQ)).unwrap();
-    let descs = [
-        RawDescriptor::from(Descriptor::new(REQ, 56, 1, 1)),
-        RawDescriptor::from(Descriptor::new(REPLY, 4096, WRITE, 0)),
-    ];
-    for (i, d) in descs.iter().enumerate() {
-        mock.desc_table().store(i as u16, *d).unwrap();
-    }
+    post_getattr(&checked, &mock);
     let (avail, used) = (mock.avail_addr(), mock.used_addr());
     checked.write_obj(0u16, avail.unchecked_add(4)).unwrap();
     checked.write_obj(1u16, avail.unchecked_add(2)).unwrap();
     // The other table: same layout, other pages, whose avail index says 9 chains wait.
     let other = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
     other.write_obj(9u16, avail.unchecked_add(2)).unwrap();
-    let vring = VringRwLock::new(GuestMemoryAtomic::new(other.clone()), SIZE).unwrap();
-    vring
-        .set_queue_info(mock.desc_table_addr().0, avail.0, used.0)
-        .unwrap();
-    vring.set_queue_size(SIZE);
-    vring.set_queue_ready(true);
+    let vring = mock_vring(&other, &mock);
     vring.set_queue_event_idx(true);
 
-    let atomic = GuestMemoryAtomic::new(checked.clone());
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let (s2, a2, v2) = (server.clone(), atomic.clone(), vring.clone());
-    std::thread::spawn(move || {
-        let r = process(&s2, &a2, &v2, true);
-        let _ = done_tx.send(r.is_ok());
-    });
-    let ok = done_rx
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("process() never returned: the queue thread spins");
-    assert!(ok);
+    process_within_limit(&server, &checked, &vring, true);
     let used_idx: u16 = checked.read_obj(used.unchecked_add(2)).unwrap();
     assert_eq!(used_idx, 1, "the chain went back through the checked table");
     let reply: [u8; 16] = checked.read_obj(GuestAddress(REPLY)).unwrap();
@@ -224,16 +237,10 @@ fn the_queue_thread_never_reads_the_rings_through_the_vrings_own_memory() {
 /// did not exit when the frontend left).
 #[test]
 fn one_wake_up_walks_a_bounded_number_of_descriptors() {
-    use std::os::fd::FromRawFd;
-
     const TABLE: u64 = 0x10_0000;
     const ENTRIES: u64 = 65_535;
     let dir = tempfile::tempdir().unwrap();
-    let fs = SharePolicy::new(
-        new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
-        false,
-    );
-    let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
+    let server = server(dir.path());
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
     let mock = MockSplitQueue::new(&mem, SIZE);
     // Head 0 is an indirect table of 65535 readable descriptors, each naming the next.
@@ -256,20 +263,8 @@ fn one_wake_up_walks_a_bounded_number_of_descriptors() {
     }
     mem.write_obj(SIZE, avail.unchecked_add(2)).unwrap();
     let atomic = GuestMemoryAtomic::new(mem.clone());
-    let vring = VringRwLock::new(atomic.clone(), SIZE).unwrap();
-    vring
-        .set_queue_info(mock.desc_table_addr().0, avail.0, mock.used_addr().0)
-        .unwrap();
-    vring.set_queue_size(SIZE);
-    vring.set_queue_ready(true);
-    // SAFETY: eventfd(2) returns a fresh descriptor (checked), owned by the File at once.
-    let kick = unsafe {
-        let fd = libc::eventfd(0, libc::EFD_NONBLOCK);
-        assert!(fd >= 0);
-        std::fs::File::from_raw_fd(fd)
-    };
-    let observer = kick.try_clone().unwrap();
-    vring.set_kick(Some(kick));
+    let vring = mock_vring(&mem, &mock);
+    let observer = watch_kicks(&vring);
 
     process(&server, &atomic, &vring, false).unwrap();
     // Each chain walks MAX_DESCRIPTORS (32768) before it is refused as too long, so the
@@ -278,10 +273,7 @@ fn one_wake_up_walks_a_bounded_number_of_descriptors() {
     let expect = super::queue::DESCRIPTORS_PER_WAKE.div_ceil(per_chain) as u16;
     let used: u16 = mem.read_obj(mock.used_addr().unchecked_add(2)).unwrap();
     assert_eq!(used, expect, "a bounded walk, then a pause");
-    let mut count = [0u8; 8];
-    // SAFETY: reads 8 bytes into a live local buffer from the eventfd we hold.
-    let n = unsafe { libc::read(observer.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
-    assert_eq!(n, 8, "the queue was not re-kicked");
+    assert!(was_rekicked(&observer), "the queue was not re-kicked");
     // The next wake-ups serve the rest.
     while mem
         .read_obj::<u16>(mock.used_addr().unchecked_add(2))
@@ -299,11 +291,7 @@ fn one_wake_up_walks_a_bounded_number_of_descriptors() {
 #[test]
 fn an_avail_index_with_nothing_behind_it_does_not_spin_the_queue_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = SharePolicy::new(
-        new_passthrough(&ShareOptions::new(dir.path())).unwrap(),
-        false,
-    );
-    let server = Arc::new(Server::try_new(fs, ServerOptions::default(), None).unwrap());
+    let server = server(dir.path());
     // Guest memory with a hole at 0x1000..0x2000; the avail ring's flags and index are
     // the last four bytes before it, its entries in it.
     let mem =
@@ -311,23 +299,10 @@ fn an_avail_index_with_nothing_behind_it_does_not_spin_the_queue_thread() {
             .unwrap();
     let avail = GuestAddress(0xffc);
     mem.write_obj(1u16, avail.unchecked_add(2)).unwrap();
-    let atomic = GuestMemoryAtomic::new(mem.clone());
-    let vring = VringRwLock::new(atomic.clone(), SIZE).unwrap();
-    vring.set_queue_info(0x2000, avail.0, 0x3000).unwrap();
-    vring.set_queue_size(SIZE);
+    let vring = ready_vring(&mem, 0x2000, avail.0, 0x3000);
     vring.set_queue_event_idx(true);
-    vring.set_queue_ready(true);
 
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let (s2, a2, v2) = (server.clone(), atomic.clone(), vring.clone());
-    std::thread::spawn(move || {
-        let r = process(&s2, &a2, &v2, true);
-        let _ = done_tx.send(r.is_ok());
-    });
-    let ok = done_rx
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("process() never returned: the queue thread spins");
-    assert!(ok);
+    process_within_limit(&server, &mem, &vring, true);
     let used: u16 = mem.read_obj(GuestAddress(0x3002)).unwrap();
     assert_eq!(used, 0, "nothing was popped, nothing returned");
 }
